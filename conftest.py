@@ -1,0 +1,1 @@
+pytest_plugins = ["pytake_devstack.pytest_plugin"]

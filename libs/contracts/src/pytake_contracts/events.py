@@ -1,0 +1,243 @@
+"""Every event PyTake publishes, one class per (event_type, schema_version)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import Field, model_validator
+
+from .envelope import Contract, Event
+
+__all__ = [
+    "ContactRef",
+    "InboundMessage",
+    "InboundMessagePayload",
+    "StatusPayload",
+    "Route",
+    "OutboundText",
+    "InboundMessageReceived",
+    "StatusReceived",
+    "RoutedInboundPayload",
+    "InboundMessageRouted",
+    "RoutedStatusPayload",
+    "StatusRouted",
+    "UnroutablePayload",
+    "MessageUnroutable",
+    "OutboundRequestPayload",
+    "OutboundMessageRequested",
+    "ConversationPayload",
+    "ConversationStarted",
+    "ConversationAdvanced",
+    "ConversationEnded",
+    "MessageSentPayload",
+    "MessageSent",
+    "MessageFailedPayload",
+    "MessageFailed",
+    "DeadLetterPayload",
+    "DeadLettered",
+]
+
+# --- shared value types -----------------------------------------------------
+
+
+class ContactRef(Contract):
+    """A WhatsApp user. Since 2026 Meta may give only a business-scoped user id."""
+
+    wa_id: str | None = Field(default=None, description="Phone-number based WhatsApp id, when Meta shares it.")
+    user_id: str | None = Field(default=None, description="Business-scoped user id (BSUID).")
+    profile_name: str | None = None
+
+    @model_validator(mode="after")
+    def _identified(self) -> ContactRef:
+        if not (self.wa_id or self.user_id):
+            raise ValueError("a contact needs a wa_id or a user_id")
+        return self
+
+    @property
+    def key(self) -> str:
+        """Stable conversation key: the business-scoped id when present, else the phone id."""
+        return f"u:{self.user_id}" if self.user_id else f"p:{self.wa_id}"
+
+
+class InboundMessage(Contract):
+    wamid: str
+    type: str = Field(description="Meta's message type: text, interactive, button, image, location, ...")
+    timestamp: int = Field(description="Unix seconds, as Meta sent it.")
+    text: str | None = Field(default=None, description="Text body, or the title of a button/list reply.")
+    reply_id: str | None = Field(default=None, description="Id of the chosen button or list row.")
+    context_wamid: str | None = Field(default=None, description="The message this one replies to.")
+    raw: dict[str, Any] = Field(default_factory=dict, description="Meta's message object, unchanged.")
+
+
+class InboundMessagePayload(Contract):
+    phone_number_id: str
+    display_phone_number: str | None = None
+    contact: ContactRef
+    message: InboundMessage
+
+
+class StatusPayload(Contract):
+    phone_number_id: str
+    wamid: str
+    status: Literal["sent", "delivered", "read", "failed", "deleted", "warning"] | str
+    timestamp: int
+    recipient: ContactRef
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class Route(Contract):
+    organization_id: UUID
+    chatbot_id: UUID | None
+    flow_id: UUID | None
+
+
+class OutboundText(Contract):
+    type: Literal["text"] = "text"
+    body: str
+
+
+# --- gateway -> router --------------------------------------------------------
+
+
+class InboundMessageReceived(Event):
+    event_type: Literal["webhook.message_received"] = "webhook.message_received"
+    schema_version: Literal[1] = 1
+    payload: InboundMessagePayload
+
+
+class StatusReceived(Event):
+    event_type: Literal["webhook.status_received"] = "webhook.status_received"
+    schema_version: Literal[1] = 1
+    payload: StatusPayload
+
+
+# --- router -> flow engine, audit --------------------------------------------
+
+
+class RoutedInboundPayload(InboundMessagePayload):
+    route: Route
+
+
+class InboundMessageRouted(Event):
+    event_type: Literal["message.inbound_routed"] = "message.inbound_routed"
+    schema_version: Literal[1] = 1
+    payload: RoutedInboundPayload
+
+
+class RoutedStatusPayload(StatusPayload):
+    organization_id: UUID
+
+
+class StatusRouted(Event):
+    event_type: Literal["message.status_routed"] = "message.status_routed"
+    schema_version: Literal[1] = 1
+    payload: RoutedStatusPayload
+
+
+class UnroutablePayload(Contract):
+    reason: Literal["unknown_number", "inactive_number", "no_chatbot"] | str
+    phone_number_id: str
+    original_event_type: str
+    original: dict[str, Any]
+
+
+class MessageUnroutable(Event):
+    event_type: Literal["message.unroutable"] = "message.unroutable"
+    schema_version: Literal[1] = 1
+    payload: UnroutablePayload
+
+
+# --- flow engine -> sender, audit --------------------------------------------
+
+
+class OutboundRequestPayload(Contract):
+    phone_number_id: str
+    to: ContactRef
+    conversation_id: UUID | None = None
+    message: OutboundText
+
+
+class OutboundMessageRequested(Event):
+    event_type: Literal["message.outbound_requested"] = "message.outbound_requested"
+    schema_version: Literal[1] = 1
+    payload: OutboundRequestPayload
+
+
+class ConversationPayload(Contract):
+    conversation_id: UUID
+    flow_id: UUID
+    flow_version: int
+    contact_key: str
+    node_id: str | None = None
+    status: str
+
+
+class ConversationStarted(Event):
+    event_type: Literal["conversation.started"] = "conversation.started"
+    schema_version: Literal[1] = 1
+    payload: ConversationPayload
+
+
+class ConversationAdvanced(Event):
+    event_type: Literal["conversation.advanced"] = "conversation.advanced"
+    schema_version: Literal[1] = 1
+    payload: ConversationPayload
+
+
+class ConversationEnded(Event):
+    event_type: Literal["conversation.ended"] = "conversation.ended"
+    schema_version: Literal[1] = 1
+    payload: ConversationPayload
+
+
+# --- sender -> audit ---------------------------------------------------------
+
+
+class MessageSentPayload(Contract):
+    request_id: UUID = Field(description="event_id of the outbound request that was sent.")
+    phone_number_id: str
+    to: ContactRef
+    wamid: str
+    conversation_id: UUID | None = None
+
+
+class MessageSent(Event):
+    event_type: Literal["message.sent"] = "message.sent"
+    schema_version: Literal[1] = 1
+    payload: MessageSentPayload
+
+
+class MessageFailedPayload(Contract):
+    request_id: UUID
+    phone_number_id: str
+    to: ContactRef
+    error_code: int | None = Field(default=None, description="Meta's error code, e.g. 131047 or 130429.")
+    http_status: int | None = None
+    error_message: str
+    attempts: int
+
+
+class MessageFailed(Event):
+    event_type: Literal["message.failed"] = "message.failed"
+    schema_version: Literal[1] = 1
+    payload: MessageFailedPayload
+
+
+# --- any service -> dead letters -------------------------------------------------
+
+
+class DeadLetterPayload(Contract):
+    origin_topic: str
+    consumer: str
+    error: str
+    attempts: int
+    key: str | None = None
+    original: str = Field(description="The original record's value, decoded as UTF-8 with replacement.")
+
+
+class DeadLettered(Event):
+    event_type: Literal["system.dead_lettered"] = "system.dead_lettered"
+    schema_version: Literal[1] = 1
+    payload: DeadLetterPayload

@@ -1,0 +1,1 @@
+"""Plumbing every PyTake service shares: settings, Kafka, databases, logs, traces."""

@@ -1,0 +1,80 @@
+"""Every service runs as one ASGI process: FastAPI for health/readiness (and its API),
+with its Kafka broker started and stopped in the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+
+from .logs import get_logger
+
+log = get_logger(__name__)
+
+Hook = Callable[[], Awaitable[None]]
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+def build_service_app(
+    service: str,
+    broker: KafkaBroker,
+    *,
+    on_startup: Sequence[Hook] = (),
+    on_started: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+    readiness: Sequence[ReadinessCheck] = (),
+    start_broker: bool = True,
+    title: str | None = None,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup:
+            await hook()
+        if start_broker:
+            await broker.start()
+        for hook in on_started:
+            await hook()
+        log.info("service_started", service=service)
+        try:
+            yield
+        finally:
+            await broker.stop()
+            for hook in on_shutdown:
+                await hook()
+            log.info("service_stopped", service=service)
+
+    app = FastAPI(
+        title=title or f"PyTake {service}",
+        lifespan=lifespan,
+        docs_url="/api/v1/docs",
+        openapi_url="/api/v1/openapi.json",
+        redoc_url=None,
+    )
+
+    @app.get("/api/v1/health", tags=["health"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/api/v1/ready", tags=["health"])
+    async def ready() -> JSONResponse:
+        checks = [await check() for check in readiness]
+        ok = all(checks)
+        return JSONResponse({"ready": ok, "service": service}, status_code=200 if ok else 503)
+
+    @app.exception_handler(Exception)
+    async def unhandled(_: Request, exc: Exception) -> JSONResponse:
+        # Never a stack trace to a client; the log has it.
+        log.exception("unhandled_error", error=repr(exc))
+        return JSONResponse({"error": {"code": "internal_error", "message": "internal error"}}, status_code=500)
+
+    return app
+
+
+async def kafka_reachable(broker: KafkaBroker) -> bool:
+    try:
+        return bool(await broker.ping(timeout=2.0))
+    except Exception:
+        return False

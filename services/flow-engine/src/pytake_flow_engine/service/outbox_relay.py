@@ -1,0 +1,55 @@
+"""Publishes committed outbox rows in commit order, then marks them published."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import datetime
+
+from faststream.kafka import KafkaBroker
+
+from pytake_contracts import decode_event, encode_event
+from pytake_plumbing.logs import get_logger
+
+from ..adapters.db.unit_of_work import SqlUnitOfWork
+
+log = get_logger(__name__)
+
+
+class OutboxRelay:
+    def __init__(self, uow_factory: Callable[[], SqlUnitOfWork], broker: KafkaBroker,
+                 clock: Callable[[], datetime], batch: int = 200) -> None:
+        self._uow_factory = uow_factory
+        self._broker = broker
+        self._clock = clock
+        self._batch = batch
+        self._lock = asyncio.Lock()
+
+    async def flush(self) -> int:
+        published = 0
+        async with self._lock:
+            while True:
+                async with self._uow_factory() as tx:
+                    rows = await tx.outbox.claim_pending(self._batch)
+                    if not rows:
+                        return published
+                    for row in rows:
+                        event = decode_event(json.dumps(row.event))
+                        await self._broker.publish(
+                            encode_event(event), row.topic, key=row.key.encode(),
+                            headers={"event_type": event.event_type, "schema_version": str(event.schema_version),
+                                     "content-type": "application/json"},
+                            correlation_id=event.correlation_id,
+                        )
+                    await tx.outbox.mark_published([row.id for row in rows], self._clock())
+                    await tx.commit()
+                    published += len(rows)
+
+    async def run_forever(self, interval_s: float = 2.0) -> None:
+        while True:
+            try:
+                await self.flush()
+            except Exception as exc:  # keep relaying once the dependency is back
+                log.warning("outbox_relay_failed", error=repr(exc)[:300])
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,24 @@
+"""pytake-gateway run"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from .app import create_app
+from .settings import GatewaySettings
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="pytake-gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="serve Meta's webhook")
+    args = parser.parse_args(argv)
+    settings = GatewaySettings()
+    if args.command == "run":
+        uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,4 @@
+from pytake_plumbing.migration_env import run_env
+from pytake_sender.adapters.db.tables import Base
+
+run_env(Base.metadata)

@@ -1,0 +1,29 @@
+"""pytake-sender run | migrate"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from pytake_plumbing.database import run_migrations
+
+from .app import MIGRATIONS, SERVICE, create_app
+from .settings import SenderSettings
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="pytake-sender")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="serve the sending consumer")
+    sub.add_parser("migrate", help="upgrade the sender's schema")
+    args = parser.parse_args(argv)
+    settings = SenderSettings()
+    if args.command == "migrate":
+        run_migrations(MIGRATIONS, settings.database_url, settings.db_schema(SERVICE))
+    else:
+        uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+
+
+if __name__ == "__main__":
+    cli()
