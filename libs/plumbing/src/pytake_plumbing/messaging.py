@@ -4,6 +4,7 @@ a consumer wrapper that retries outages and dead-letters poison records."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -47,6 +48,9 @@ def make_broker(
         allow_auto_create_topics=False,
         middlewares=middlewares,
         logger=get_logger(f"pytake.{service}.kafka"),
+        # FastStream's own per-message lines go to debug; PyTake logs each handled
+        # event itself, with its correlation id.
+        log_level=logging.DEBUG,
         **kwargs,
     )
 
@@ -198,6 +202,7 @@ def subscribe(
                 await asyncio.sleep(min(max_backoff_s, 0.1 * 2 ** min(tries, 10)))
                 raise  # NACK: the record is redelivered, partition order kept
             attempts.pop(where, None)
+            log.info("event_handled", topic=record.topic, partition=record.partition, offset=record.offset)
 
 
 async def _raw_body(message: Any) -> bytes:

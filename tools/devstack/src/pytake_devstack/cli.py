@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         print("topics created, schemas migrated" + (", demo tenant seeded" if args.seed_demo else ""))
     else:
         stopped = stop_pid_files(RUN_DIR)
-        print(f"stopped services: {', '.join(stopped) or 'none running'}")
+        print(f"stopped services: {', '.join(stopped) or 'none running'}", flush=True)
         servers_script("down")
 
 

@@ -48,11 +48,17 @@ def _replies_to(fake: str, wa_id: str, at_least: int, timeout_s: float = 30.0) -
             return replies
 
 
-async def _audit_count(mongodb_url: str, database: str, wa_id: str) -> int:
+async def _audit_count(mongodb_url: str, database: str, wa_id: str, expected: int = 10) -> int:
+    """Events about the customer in the audit log, once audit has caught up (or after 15 s)."""
     client = make_mongo_client(mongodb_url)
+    deadline = time.monotonic() + 15.0
     try:
-        return await client[database]["events"].count_documents({
-            "$or": [{"payload.contact.wa_id": wa_id}, {"payload.to.wa_id": wa_id}]})
+        while True:
+            count = await client[database]["events"].count_documents({"$or": [
+                {"payload.contact.wa_id": wa_id}, {"payload.to.wa_id": wa_id}, {"payload.contact_key": f"p:{wa_id}"}]})
+            if count >= expected or time.monotonic() > deadline:
+                return count
+            await asyncio.sleep(0.2)
     finally:
         await client.close()
 
