@@ -4,6 +4,7 @@ the MongoDB-compatible server."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from uuid import UUID
 
@@ -97,6 +98,36 @@ async def test_conversation_travels_through_all_five_services(pipeline, settings
                      {"payload.contact_key": f"p:{wa_id}"}]}
     seen = await eventually(lambda: audit_types(settings, query), lambda types: types == expected)
     assert seen == expected
+
+
+async def test_one_trace_and_one_correlation_id_follow_a_message(pipeline, settings) -> None:
+    wa_id = new_wa_id()
+    await post_webhook(pipeline, meta_payloads.text_message(DEMO_TENANT.phone_number_id, "Hi", wa_id=wa_id))
+    await eventually(lambda: graph_calls(pipeline, wa_id), lambda c: len(c) >= 1)
+    client = make_mongo_client(settings.mongodb_url)
+    events = client[settings.mongodb_database]["events"]
+    try:
+        received = await eventually(
+            lambda: events.find_one({"event_type": "webhook.message_received", "payload.contact.wa_id": wa_id}),
+            lambda doc: doc is not None)
+        correlation = received["correlation_id"]
+
+        async def chain() -> list[dict]:
+            return [d async for d in events.find({"correlation_id": correlation})]
+
+        docs = await eventually(chain, lambda d: {x["event_type"] for x in d} >= {
+            "webhook.message_received", "message.inbound_routed", "message.outbound_requested", "message.sent",
+            "conversation.started"})
+    finally:
+        await client.close()
+    trace_ids = {doc["traceparent"].split("-")[1] for doc in docs}
+    assert len(trace_ids) == 1 and None not in trace_ids
+    # Every service's JSON log line about this message carries its correlation id.
+    for service in ("router", "flow-engine", "sender", "audit"):
+        lines = [json.loads(line) for line in (pipeline.log_dir / f"{service}.log").read_text().splitlines()
+                 if correlation in line]
+        assert any(line.get("event") == "event_handled" and line.get("correlation_id") == correlation
+                   for line in lines), service
 
 
 async def test_redelivered_webhook_gets_one_reply(pipeline) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from faststream.kafka import KafkaBroker
+from opentelemetry import context, propagate
 
 from pytake_contracts import decode_event, encode_event
 from pytake_plumbing.logs import get_logger
@@ -36,12 +37,19 @@ class OutboxRelay:
                         return published
                     for row in rows:
                         event = decode_event(json.dumps(row.event))
-                        await self._broker.publish(
-                            encode_event(event), row.topic, key=row.key.encode(),
-                            headers={"event_type": event.event_type, "schema_version": str(event.schema_version),
-                                     "content-type": "application/json"},
-                            correlation_id=event.correlation_id,
-                        )
+                        # Publish inside the event's own trace, even from the background relay.
+                        carrier = {"traceparent": event.traceparent or "", "tracestate": event.tracestate or ""}
+                        token = context.attach(propagate.extract(carrier))
+                        try:
+                            await self._broker.publish(
+                                encode_event(event), row.topic, key=row.key.encode(),
+                                headers={"event_type": event.event_type,
+                                         "schema_version": str(event.schema_version),
+                                         "content-type": "application/json"},
+                                correlation_id=event.correlation_id,
+                            )
+                        finally:
+                            context.detach(token)
                     await tx.outbox.mark_published([row.id for row in rows], self._clock())
                     await tx.commit()
                     published += len(rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from opentelemetry import trace
 
 from pytake_plumbing.logs import get_logger
 
@@ -18,6 +19,7 @@ from ..service.ingest import (
 )
 
 log = get_logger(__name__)
+tracer = trace.get_tracer("pytake.gateway")
 
 WEBHOOK_PATH = "/api/v1/webhooks/whatsapp"
 
@@ -59,7 +61,9 @@ def webhook_router(secrets: SecretSource, sink: EventSink, max_body_bytes: int) 
             if len(body) > max_body_bytes:
                 return error(413, "payload_too_large", f"body over {max_body_bytes} bytes")
         try:
-            outcome = await ingest_webhook(bytes(body), x_hub_signature_256, secrets, sink)
+            # The trace of every event from this webhook starts here.
+            with tracer.start_as_current_span("whatsapp webhook", kind=trace.SpanKind.SERVER):
+                outcome = await ingest_webhook(bytes(body), x_hub_signature_256, secrets, sink)
         except InvalidSignature:
             log.warning("webhook_rejected", reason="bad_signature")
             return error(401, "invalid_signature", "X-Hub-Signature-256 does not match the body")
