@@ -36,6 +36,8 @@ __all__ = [
     "MessageFailed",
     "DeadLetterPayload",
     "DeadLettered",
+    "RegistryChanged",
+    "RegistryChangedPayload",
 ]
 
 # --- shared value types -----------------------------------------------------
@@ -223,6 +225,25 @@ class MessageFailed(Event):
     event_type: Literal["message.failed"] = "message.failed"
     schema_version: Literal[1] = 1
     payload: MessageFailedPayload
+
+
+# --- router -> every replica that caches the tenant registry ----------------------
+
+
+class RegistryChangedPayload(Contract):
+    entity: Literal["organization", "number", "chatbot", "user"] | str
+    entity_id: UUID
+    change: Literal["created", "updated", "deleted"] | str
+    phone_number_id: str | None = Field(default=None, description="Set when a number or its chatbot changed.")
+    meta_app_id: str | None = Field(default=None, description="Set when a number changed (webhook secrets).")
+
+
+class RegistryChanged(Event):
+    """Tells caches (router routes, gateway secrets, sender credentials) to drop stale entries."""
+
+    event_type: Literal["registry.changed"] = "registry.changed"
+    schema_version: Literal[1] = 1
+    payload: RegistryChangedPayload
 
 
 # --- any service -> dead letters -------------------------------------------------

@@ -86,6 +86,15 @@ MESSAGES_DELIVERY = TopicSpec(
     consumers=("audit",),
     events=(ev.MessageSent, ev.MessageFailed),
 )
+REGISTRY_CHANGES = TopicSpec(
+    name="pytake.registry.changes",
+    key="{organization_id}",
+    partitions=1,
+    producer="router",
+    # Every replica reads all of it (a consumer group of its own), to refresh its caches.
+    consumers=("router", "gateway", "sender"),
+    events=(ev.RegistryChanged,),
+)
 DEAD_LETTERS = TopicSpec(
     name="pytake.deadletter",
     key="{origin_topic}",
@@ -104,5 +113,6 @@ CATALOG: tuple[TopicSpec, ...] = (
     MESSAGES_OUTBOUND,
     CONVERSATION_EVENTS,
     MESSAGES_DELIVERY,
+    REGISTRY_CHANGES,
     DEAD_LETTERS,
 )

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
+from uuid import uuid4
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -133,12 +134,16 @@ def subscribe(
     accepts: tuple[type[Event], ...] = (Event,),
     max_attempts: int = 5,
     max_backoff_s: float = 5.0,
+    broadcast: bool = False,
 ) -> None:
     """Register `handler` for typed events on `specs`, one record at a time per partition.
 
     - undecodable records and PermanentError → dead-letter topic, then committed;
     - dependency outages (TRANSIENT_ERRORS) → retried with backoff until they pass;
     - other errors → retried `max_attempts` times, then dead-lettered.
+
+    `broadcast=True` gives this process a consumer group of its own, reading from the
+    latest offset: every replica sees every record (cache invalidation).
     """
     publisher = EventPublisher(broker, settings)
     attempts: dict[tuple[str, int, int], int] = {}
@@ -162,10 +167,14 @@ def subscribe(
         log.error("dead_lettered", origin_topic=record.topic, offset=record.offset, error=error[:500])
         await publisher.publish(DEAD_LETTERS, event, record.topic)
 
+    group_id = settings.consumer_group(service)
+    if broadcast:
+        group_id = f"{group_id}.{uuid4().hex[:12]}"
+
     @broker.subscriber(
         *topics,
-        group_id=settings.consumer_group(service),
-        auto_offset_reset="earliest",
+        group_id=group_id,
+        auto_offset_reset="latest" if broadcast else "earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{service}:{','.join(spec.name for spec in specs)}",
         decoder=_raw_body,  # the contracts decode the bytes, once
