@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 
+from .errors import error_body, install_error_handlers
 from .logs import get_logger
 
 log = get_logger(__name__)
@@ -64,11 +65,13 @@ def build_service_app(
         ok = all(checks)
         return JSONResponse({"ready": ok, "service": service}, status_code=200 if ok else 503)
 
+    install_error_handlers(app)
+
     @app.exception_handler(Exception)
     async def unhandled(_: Request, exc: Exception) -> JSONResponse:
         # Never a stack trace to a client; the log has it.
         log.exception("unhandled_error", error=repr(exc))
-        return JSONResponse({"error": {"code": "internal_error", "message": "internal error"}}, status_code=500)
+        return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
 
     return app
 

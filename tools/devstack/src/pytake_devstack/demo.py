@@ -24,8 +24,11 @@ DEMO_ENV = STATE_DIR / "demo.env"
 def _demo_secrets() -> dict[str, str]:
     """Per-machine secrets for the demo stack, kept so a restart can read what it encrypted."""
     if DEMO_ENV.exists():
-        return dict(line.split("=", 1) for line in DEMO_ENV.read_text().splitlines() if "=" in line)
-    values = {"ROUTER_SECRETS_KEYS": Fernet.generate_key().decode(), "PYTAKE_INTERNAL_TOKEN": secrets.token_urlsafe(24)}
+        kept = dict(line.split("=", 1) for line in DEMO_ENV.read_text().splitlines() if "=" in line)
+        if "JWT_SECRET" in kept:
+            return kept
+    values = {"ROUTER_SECRETS_KEYS": Fernet.generate_key().decode(), "PYTAKE_INTERNAL_TOKEN": secrets.token_urlsafe(24),
+              "JWT_SECRET": secrets.token_urlsafe(32)}
     DEMO_ENV.parent.mkdir(parents=True, exist_ok=True)
     DEMO_ENV.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     DEMO_ENV.chmod(0o600)

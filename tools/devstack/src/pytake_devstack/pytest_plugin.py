@@ -71,6 +71,7 @@ def pipeline(servers: Servers, settings: CommonSettings, namespace: str) -> Iter
         "PYTAKE_NAMESPACE": namespace,
         "ROUTER_SECRETS_KEYS": Fernet.generate_key().decode(),
         "PYTAKE_INTERNAL_TOKEN": secrets.token_urlsafe(16),
+        "JWT_SECRET": secrets.token_urlsafe(32),
         "GATEWAY_DEMO_APP_SECRET": DEMO_TENANT.app_secret,
         "GATEWAY_DEMO_VERIFY_TOKEN": DEMO_TENANT.verify_token,
         "SENDER_BACKOFF_BASE_S": "0.05",

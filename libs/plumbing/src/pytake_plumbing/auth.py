@@ -1,0 +1,102 @@
+"""JWT authentication shared by every service's REST API.
+
+Tokens are issued by the router (login) and verified everywhere with the same key.
+Claims: sub (user id), org (organization id), role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+from uuid import UUID, uuid4
+
+import jwt
+from fastapi import Depends, Request
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ApiError
+
+
+class Role(StrEnum):
+    PLATFORM_ADMIN = "platform_admin"
+    ORG_ADMIN = "org_admin"
+    AGENT = "agent"
+    VIEWER = "viewer"
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    jwt_secret: SecretStr = Field(alias="JWT_SECRET")
+    jwt_issuer: str = Field(default="pytake", alias="JWT_ISSUER")
+    access_ttl_s: int = Field(default=900, alias="JWT_ACCESS_TTL_S")
+
+
+class Principal(BaseModel):
+    user_id: UUID
+    organization_id: UUID
+    role: Role
+
+    def can_write(self) -> bool:
+        return self.role in (Role.PLATFORM_ADMIN, Role.ORG_ADMIN, Role.AGENT)
+
+
+ALGORITHM = "HS256"
+
+
+def issue_access_token(principal: Principal, settings: AuthSettings, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    claims = {
+        "sub": str(principal.user_id),
+        "org": str(principal.organization_id),
+        "role": principal.role.value,
+        "iss": settings.jwt_issuer,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=settings.access_ttl_s)).timestamp()),
+        "jti": uuid4().hex,
+        "typ": "access",
+    }
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, settings: AuthSettings) -> Principal:
+    try:
+        claims = jwt.decode(token, settings.jwt_secret.get_secret_value(), algorithms=[ALGORITHM],
+                            issuer=settings.jwt_issuer, options={"require": ["exp", "sub", "org", "role"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise ApiError(401, "token_expired", "the access token has expired") from exc
+    except jwt.PyJWTError as exc:
+        raise ApiError(401, "invalid_token", "the access token is not valid") from exc
+    if claims.get("typ", "access") != "access":
+        raise ApiError(401, "invalid_token", "not an access token")
+    try:
+        return Principal(user_id=claims["sub"], organization_id=claims["org"], role=claims["role"])
+    except ValueError as exc:
+        raise ApiError(401, "invalid_token", "the access token has invalid claims") from exc
+
+
+def principal_dependency(settings: AuthSettings) -> Callable[[Request], Principal]:
+    """A FastAPI dependency: the caller's principal from `Authorization: Bearer …`, else 401."""
+
+    def current(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "unauthenticated", "a Bearer access token is required")
+        return decode_access_token(token, settings)
+
+    return current
+
+
+def require_roles(current: Callable[[Request], Principal], *roles: Role) -> Callable[..., Principal]:
+    """A dependency that also demands one of `roles` (403 otherwise)."""
+
+    def checked(principal: Annotated[Principal, Depends(current)]) -> Principal:
+        if principal.role not in roles:
+            raise ApiError(403, "forbidden", "your role does not allow this")
+        return principal
+
+    return checked
