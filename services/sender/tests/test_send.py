@@ -47,7 +47,7 @@ class RecordingPublisher:
 
 def _request(org: UUID = ORG) -> OutboundMessageRequested:
     return OutboundMessageRequested(correlation_id="c", producer="flow-engine", organization_id=org, payload={
-        "phone_number_id": "100", "to": {"wa_id": "15551234567"}, "message": {"body": "Hello"}})
+        "phone_number_id": "100", "to": {"wa_id": "15551234567"}, "message": {"type": "text", "body": "Hello"}})
 
 
 async def test_sent_once_even_when_redelivered() -> None:

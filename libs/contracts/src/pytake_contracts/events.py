@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import Field, model_validator
@@ -16,6 +16,13 @@ __all__ = [
     "StatusPayload",
     "Route",
     "OutboundText",
+    "ReplyButton",
+    "OutboundButtons",
+    "ListRow",
+    "ListSection",
+    "OutboundList",
+    "OutboundTemplate",
+    "OutboundMedia",
     "InboundMessageReceived",
     "StatusReceived",
     "RoutedInboundPayload",
@@ -30,14 +37,18 @@ __all__ = [
     "ConversationStarted",
     "ConversationAdvanced",
     "ConversationEnded",
+    "ConversationHandedOff",
+    "ConversationErrorPayload",
+    "ConversationFailed",
     "MessageSentPayload",
     "MessageSent",
     "MessageFailedPayload",
     "MessageFailed",
+    "RegistryChangedPayload",
+    "RegistryChanged",
     "DeadLetterPayload",
     "DeadLettered",
-    "RegistryChanged",
-    "RegistryChangedPayload",
+    "OutboundMessage",
 ]
 
 # --- shared value types -----------------------------------------------------
@@ -97,7 +108,74 @@ class Route(Contract):
 
 class OutboundText(Contract):
     type: Literal["text"] = "text"
-    body: str
+    body: str = Field(min_length=1, max_length=4096)
+
+
+class ReplyButton(Contract):
+    id: str = Field(min_length=1, max_length=256)
+    title: str = Field(min_length=1, max_length=20, description="Meta: at most 20 characters.")
+
+
+class OutboundButtons(Contract):
+    type: Literal["buttons"] = "buttons"
+    body: str = Field(min_length=1, max_length=1024)
+    buttons: list[ReplyButton] = Field(min_length=1, max_length=3, description="Meta: at most 3 reply buttons.")
+    header: str | None = Field(default=None, max_length=60)
+    footer: str | None = Field(default=None, max_length=60)
+
+
+class ListRow(Contract):
+    id: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=24)
+    description: str | None = Field(default=None, max_length=72)
+
+
+class ListSection(Contract):
+    title: str | None = Field(default=None, max_length=24)
+    rows: list[ListRow] = Field(min_length=1, max_length=10)
+
+
+class OutboundList(Contract):
+    type: Literal["list"] = "list"
+    body: str = Field(min_length=1, max_length=4096)
+    button: str = Field(min_length=1, max_length=20, description="Label of the button that opens the list.")
+    sections: list[ListSection] = Field(min_length=1, max_length=10)
+    header: str | None = Field(default=None, max_length=60)
+    footer: str | None = Field(default=None, max_length=60)
+
+    @model_validator(mode="after")
+    def _at_most_ten_rows(self) -> OutboundList:
+        if sum(len(section.rows) for section in self.sections) > 10:
+            raise ValueError("a list holds at most 10 rows in all")
+        return self
+
+
+class OutboundTemplate(Contract):
+    """An approved template: the only kind allowed outside the 24-hour window."""
+
+    type: Literal["template"] = "template"
+    name: str = Field(min_length=1, max_length=512)
+    language: str = "en_US"
+    components: list[dict[str, Any]] = Field(default_factory=list, description="Meta's template components.")
+
+
+class OutboundMedia(Contract):
+    type: Literal["image", "audio", "video", "document", "sticker"]
+    link: str | None = None
+    media_id: str | None = None
+    caption: str | None = Field(default=None, max_length=1024)
+    filename: str | None = None
+
+    @model_validator(mode="after")
+    def _has_source(self) -> OutboundMedia:
+        if not (self.link or self.media_id):
+            raise ValueError("media needs a link or a media_id")
+        return self
+
+
+OutboundMessage = Annotated[
+    OutboundText | OutboundButtons | OutboundList | OutboundTemplate | OutboundMedia, Field(discriminator="type")
+]
 
 
 # --- gateway -> router --------------------------------------------------------
@@ -158,7 +236,7 @@ class OutboundRequestPayload(Contract):
     phone_number_id: str
     to: ContactRef
     conversation_id: UUID | None = None
-    message: OutboundText
+    message: OutboundMessage
 
 
 class OutboundMessageRequested(Event):
@@ -192,6 +270,26 @@ class ConversationEnded(Event):
     event_type: Literal["conversation.ended"] = "conversation.ended"
     schema_version: Literal[1] = 1
     payload: ConversationPayload
+
+
+class ConversationHandedOff(Event):
+    """The bot is paused for this conversation until a person releases it."""
+
+    event_type: Literal["conversation.handed_off"] = "conversation.handed_off"
+    schema_version: Literal[1] = 1
+    payload: ConversationPayload
+
+
+class ConversationErrorPayload(ConversationPayload):
+    error: str
+
+
+class ConversationFailed(Event):
+    """The flow could not go on (e.g. MAX_FLOW_ITERATIONS); the conversation is parked."""
+
+    event_type: Literal["conversation.failed"] = "conversation.failed"
+    schema_version: Literal[1] = 1
+    payload: ConversationErrorPayload
 
 
 # --- sender -> audit ---------------------------------------------------------

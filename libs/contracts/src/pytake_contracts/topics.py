@@ -76,7 +76,8 @@ CONVERSATION_EVENTS = TopicSpec(
     partitions=6,
     producer="flow-engine",
     consumers=("audit",),
-    events=(ev.ConversationStarted, ev.ConversationAdvanced, ev.ConversationEnded),
+    events=(ev.ConversationStarted, ev.ConversationAdvanced, ev.ConversationEnded, ev.ConversationHandedOff,
+            ev.ConversationFailed),
 )
 MESSAGES_DELIVERY = TopicSpec(
     name="pytake.messages.delivery",
