@@ -25,6 +25,8 @@ __all__ = [
     "OutboundMedia",
     "InboundMessageReceived",
     "StatusReceived",
+    "WebhookErrorPayload",
+    "WebhookErrorReceived",
     "RoutedInboundPayload",
     "InboundMessageRouted",
     "RoutedStatusPayload",
@@ -191,6 +193,23 @@ class StatusReceived(Event):
     event_type: Literal["webhook.status_received"] = "webhook.status_received"
     schema_version: Literal[1] = 1
     payload: StatusPayload
+
+
+class WebhookErrorPayload(Contract):
+    """An error Meta reported in a webhook's `value.errors` (not tied to one message)."""
+
+    phone_number_id: str
+    business_account_id: str | None = Field(default=None, description="The webhook entry's id (WABA id).")
+    code: int | None = Field(default=None, description="Meta's error code.")
+    title: str | None = None
+    message: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict, description="Meta's error object, unchanged.")
+
+
+class WebhookErrorReceived(Event):
+    event_type: Literal["webhook.error_received"] = "webhook.error_received"
+    schema_version: Literal[1] = 1
+    payload: WebhookErrorPayload
 
 
 # --- router -> flow engine, audit --------------------------------------------

@@ -35,7 +35,7 @@ WEBHOOK_INBOUND = TopicSpec(
     partitions=6,
     producer="gateway",
     consumers=("router", "audit"),
-    events=(ev.InboundMessageReceived, ev.StatusReceived),
+    events=(ev.InboundMessageReceived, ev.StatusReceived, ev.WebhookErrorReceived),
 )
 MESSAGES_ROUTED = TopicSpec(
     name="pytake.messages.routed",
