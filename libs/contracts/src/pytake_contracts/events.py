@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from .envelope import Contract, Event
 
@@ -271,6 +271,10 @@ class ConversationPayload(Contract):
     contact_key: str
     node_id: str | None = None
     status: str
+    visited: list[str] = Field(
+        default_factory=list,
+        description="Node ids executed while handling the message, in order (feeds the audit's flow funnel).",
+    )
 
 
 class ConversationStarted(Event):
@@ -379,3 +383,50 @@ class DeadLettered(Event):
     event_type: Literal["system.dead_lettered"] = "system.dead_lettered"
     schema_version: Literal[1] = 1
     payload: DeadLetterPayload
+
+
+# --- sender -> flow engine, audit, operators ------------------------------------------
+
+
+class MessageStatusPayload(Contract):
+    """A status webhook of Meta's (routed by the router), joined by the sender to the request it sent."""
+
+    request_id: UUID = Field(description="event_id of the outbound request the status belongs to.")
+    phone_number_id: str
+    to: ContactRef
+    wamid: str
+    conversation_id: UUID | None = None
+    status: Literal["sent", "delivered", "read", "failed"] | str
+    timestamp: int = Field(description="Unix seconds, as Meta sent it.")
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class MessageStatusUpdated(Event):
+    """The delivery of a sent message moved forward (statuses are applied monotonically, once each)."""
+
+    event_type: Literal["message.status_updated"] = "message.status_updated"
+    schema_version: Literal[1] = 1
+    payload: MessageStatusPayload
+
+
+class SendingPausedPayload(Contract):
+    phone_number_id: str
+    error_code: int | None = Field(description="Meta's error code that paused the number, e.g. 131048.")
+    error_message: str
+    paused_until: AwareDatetime
+
+
+class NumberSendingPaused(Event):
+    """Alert: the sender stopped sending from a number (Meta's spam limit); an operator should look."""
+
+    event_type: Literal["number.sending_paused"] = "number.sending_paused"
+    schema_version: Literal[1] = 1
+    payload: SendingPausedPayload
+
+
+__all__ += [
+    "MessageStatusPayload",
+    "MessageStatusUpdated",
+    "SendingPausedPayload",
+    "NumberSendingPaused",
+]

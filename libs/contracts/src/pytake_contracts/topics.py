@@ -50,7 +50,8 @@ STATUSES_ROUTED = TopicSpec(
     key="{organization_id}:{wamid}",
     partitions=6,
     producer="router",
-    consumers=("audit",),
+    # The sender joins each status to the message it sent.
+    consumers=("audit", "sender"),
     events=(ev.StatusRouted,),
 )
 MESSAGES_UNROUTABLE = TopicSpec(
@@ -84,8 +85,17 @@ MESSAGES_DELIVERY = TopicSpec(
     key="{organization_id}:{contact_key}",
     partitions=6,
     producer="sender",
+    consumers=("audit", "flow-engine"),
+    events=(ev.MessageSent, ev.MessageFailed, ev.MessageStatusUpdated),
+)
+NUMBER_ALERTS = TopicSpec(
+    name="pytake.numbers.alerts",
+    key="{organization_id}:{phone_number_id}",
+    partitions=1,
+    producer="sender",
     consumers=("audit",),
-    events=(ev.MessageSent, ev.MessageFailed),
+    events=(ev.NumberSendingPaused,),
+    retention_ms=30 * DAY_MS,
 )
 REGISTRY_CHANGES = TopicSpec(
     name="pytake.registry.changes",
@@ -116,4 +126,5 @@ CATALOG: tuple[TopicSpec, ...] = (
     MESSAGES_DELIVERY,
     REGISTRY_CHANGES,
     DEAD_LETTERS,
+    NUMBER_ALERTS,
 )

@@ -6,6 +6,8 @@ Claims: sub (user id), org (organization id), role.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -33,6 +35,7 @@ class AuthSettings(BaseSettings):
     jwt_secret: SecretStr = Field(alias="JWT_SECRET")
     jwt_issuer: str = Field(default="pytake", alias="JWT_ISSUER")
     access_ttl_s: int = Field(default=900, alias="JWT_ACCESS_TTL_S")
+    refresh_ttl_s: int = Field(default=30 * 24 * 3600, alias="JWT_REFRESH_TTL_S")
 
 
 class Principal(BaseModel):
@@ -45,6 +48,9 @@ class Principal(BaseModel):
 
 
 ALGORITHM = "HS256"
+
+# Platform admins belong to no organization; their tokens carry this one, which owns nothing.
+NO_ORGANIZATION = UUID(int=0)
 
 
 def issue_access_token(principal: Principal, settings: AuthSettings, now: datetime | None = None) -> str:
@@ -78,6 +84,15 @@ def decode_access_token(token: str, settings: AuthSettings) -> Principal:
         raise ApiError(401, "invalid_token", "the access token has invalid claims") from exc
 
 
+def new_refresh_token() -> str:
+    """An opaque refresh token: random, so only its hash needs storing (and can be revoked)."""
+    return secrets.token_urlsafe(32)
+
+
+def refresh_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def principal_dependency(settings: AuthSettings) -> Callable[[Request], Principal]:
     """A FastAPI dependency: the caller's principal from `Authorization: Bearer …`, else 401."""
 
@@ -94,7 +109,9 @@ def principal_dependency(settings: AuthSettings) -> Callable[[Request], Principa
 def require_roles(current: Callable[[Request], Principal], *roles: Role) -> Callable[..., Principal]:
     """A dependency that also demands one of `roles` (403 otherwise)."""
 
-    def checked(principal: Annotated[Principal, Depends(current)]) -> Principal:
+    # A default, not Annotated: with PEP 563 string annotations FastAPI cannot see `current`
+    # (a local of this function) and would take `principal` for a query parameter.
+    def checked(principal: Principal = Depends(current)) -> Principal:  # noqa: B008
         if principal.role not in roles:
             raise ApiError(403, "forbidden", "your role does not allow this")
         return principal

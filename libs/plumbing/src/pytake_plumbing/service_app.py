@@ -25,6 +25,7 @@ def build_service_app(
     *,
     on_startup: Sequence[Hook] = (),
     on_started: Sequence[Hook] = (),
+    on_stopping: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     readiness: Sequence[ReadinessCheck] = (),
     start_broker: bool = True,
@@ -42,6 +43,9 @@ def build_service_app(
         try:
             yield
         finally:
+            # Before the broker stops: consumers of their own may still publish while draining.
+            for hook in on_stopping:
+                await hook()
             await broker.stop()
             for hook in on_shutdown:
                 await hook()

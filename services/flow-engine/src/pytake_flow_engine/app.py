@@ -3,53 +3,87 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from pytake_plumbing.auth import AuthSettings
 from pytake_plumbing.database import make_engine, make_session_factory
-from pytake_plumbing.logs import configure_logging
+from pytake_plumbing.logs import configure_logging, get_logger
 from pytake_plumbing.messaging import make_broker
 from pytake_plumbing.service_app import build_service_app, kafka_reachable
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.db.unit_of_work import SqlUnitOfWork
-from .entrypoints import kafka
+from .adapters.http_client import SafeHttpClient, parse_networks
+from .entrypoints import http, kafka
+from .entrypoints.kafka import flush
+from .service.conversations import ConversationEngine, EngineLimits
+from .service.flows import FlowService
 from .service.outbox_relay import OutboxRelay
 from .settings import FlowEngineSettings
 
 SERVICE = "flow-engine"
 MIGRATIONS = Path(__file__).parent / "adapters" / "db" / "migrations"
+log = get_logger(__name__)
 
 
 def utc_clock() -> datetime:
     return datetime.now(UTC)
 
 
+def engine_limits(settings: FlowEngineSettings) -> EngineLimits:
+    return EngineLimits(max_iterations=settings.max_flow_iterations,
+                        execution_timeout_s=settings.flow_execution_timeout_ms / 1000,
+                        session_ttl_hours=settings.session_ttl_hours)
+
+
+async def _every(interval_s: float, work: Callable[[], Awaitable[object]], name: str) -> None:
+    while True:
+        try:
+            await work()
+        except Exception as exc:  # keep going once the dependency is back
+            log.warning(f"{name}_failed", error=repr(exc)[:300])
+        await asyncio.sleep(interval_s)
+
+
 def create_app(settings: FlowEngineSettings | None = None) -> FastAPI:
     settings = settings or FlowEngineSettings()
     configure_logging(SERVICE, settings.log_level)
-    engine = make_engine(settings.database_url, settings.db_schema(SERVICE))
-    sessions = make_session_factory(engine)
+    db = make_engine(settings.database_url, settings.db_schema(SERVICE))
+    sessions = make_session_factory(db)
 
     def uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(sessions)
 
+    http_client = SafeHttpClient(parse_networks(settings.http_allowed_networks))
+    engine = ConversationEngine(uow, utc_clock, settings.topic, http_client, limits=engine_limits(settings))
+    flows = FlowService(uow, engine, utc_clock)
     broker = make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
     relay = OutboxRelay(uow, broker, utc_clock)
-    kafka.register(broker, settings, uow, relay, utc_clock)
+    kafka.register(broker, settings, engine, relay)
     tasks: list[asyncio.Task[None]] = []
 
-    async def start_relay() -> None:
+    async def wake_and_publish() -> None:
+        if await engine.wake_due():
+            await relay.flush()
+
+    async def start_background() -> None:
         tasks.append(asyncio.create_task(relay.run_forever(settings.outbox_interval_s)))
+        tasks.append(asyncio.create_task(_every(settings.wake_interval_s, wake_and_publish, "delay_poller")))
 
     async def stop() -> None:
         for task in tasks:
             task.cancel()
-        await engine.dispose()
+        await http_client.close()
+        await db.dispose()
 
     async def kafka_ready() -> bool:
         return await kafka_reachable(broker)
 
-    return build_service_app(SERVICE, broker, readiness=[kafka_ready], on_started=[start_relay], on_shutdown=[stop])
+    app = build_service_app(SERVICE, broker, readiness=[kafka_ready], on_started=[start_background],
+                            on_shutdown=[stop])
+    app.include_router(http.build_router(flows, engine, AuthSettings(), lambda: flush(relay)))
+    return app

@@ -13,7 +13,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
+    # Server-side defaults (created_at, updated_at) come back with the INSERT/UPDATE, so rows
+    # returned from a finished unit of work can be read without a session.
+    __mapper_args__ = {"eager_defaults": True}
 
 
 def _id() -> Mapped[uuid.UUID]:
@@ -33,6 +35,7 @@ class Flow(Base):
     id: Mapped[uuid.UUID] = _id()
     organization_id: Mapped[uuid.UUID] = mapped_column(PgUUID(as_uuid=True), index=True)
     name: Mapped[str] = mapped_column(String(200))
+    draft: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -47,6 +50,8 @@ class FlowVersion(Base):
     flow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("flows.id"), index=True)
     version: Mapped[int] = mapped_column(Integer)
     definition: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    source_version: Mapped[int | None] = mapped_column(Integer)
+    published_by: Mapped[uuid.UUID | None] = mapped_column(PgUUID(as_uuid=True))
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
@@ -54,7 +59,11 @@ class FlowVersion(Base):
 
 
 class Conversation(Base):
-    """One state per (organization, contact, flow)."""
+    """One state per (organization, contact, flow).
+
+    `flow_id` is the flow the chatbot routes to (the key); after a jump, `active_flow_id`
+    and `flow_version` name the flow actually running.
+    """
 
     __tablename__ = "conversations"
     id: Mapped[uuid.UUID] = _id()
@@ -70,10 +79,15 @@ class Conversation(Base):
     contact: Mapped[dict[str, Any]] = mapped_column(JSONB)
     last_inbound_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    active_flow_id: Mapped[uuid.UUID | None] = mapped_column(PgUUID(as_uuid=True))
+    wake_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     __table_args__ = (
         UniqueConstraint("organization_id", "contact_key", "flow_id", name="uq_conversations_org_contact_flow"),
+        Index("ix_conversations_wake_at", "wake_at", postgresql_where="wake_at IS NOT NULL"),
+        Index("ix_conversations_org_updated", "organization_id", "updated_at"),
     )
 
 

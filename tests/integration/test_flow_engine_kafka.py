@@ -1,0 +1,323 @@
+"""The flow engine as a real process on real Kafka and PostgreSQL: a multi-step
+conversation, a crash between the state commit and the offset commit, a cyclic flow,
+the REST API and the simulator CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from pytake_contracts import ContactRef, InboundMessage, InboundMessageRouted, RoutedInboundPayload, Route
+from pytake_contracts.topics import CONVERSATION_EVENTS, MESSAGES_OUTBOUND, MESSAGES_ROUTED
+from pytake_devstack.paths import STATE_DIR
+from pytake_devstack.stack import Stack, free_port
+from pytake_plumbing.auth import AuthSettings, Principal, Role, issue_access_token
+from pytake_plumbing.messaging import delete_namespace_topics, ensure_topics
+from pytake_plumbing.settings import CommonSettings
+
+from .waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+ORG = UUID("0f0e0d0c-0000-4000-8000-0000000000c1")
+CRASH_TEXT = "crash-right-after-commit"
+
+
+@pytest.fixture(scope="module")
+def engine_stack(servers, namespace: str) -> Iterator[Stack]:
+    """One flow-engine process in a namespace of its own (nothing else consumes its topics)."""
+    env = {
+        **servers.env,
+        "PYTAKE_NAMESPACE": namespace + "fek",
+        "JWT_SECRET": secrets.token_urlsafe(32),
+        "FLOW_ENGINE_OUTBOX_INTERVAL_S": "0.5",
+        "LOG_LEVEL": "INFO",
+    }
+    ports = {name: free_port() for name in ("gateway", "router", "flow-engine", "sender", "audit", "fake-graph-api")}
+    stack = Stack(env=env, log_dir=Path(STATE_DIR) / "test-logs" / env["PYTAKE_NAMESPACE"], ports=ports)
+    settings = CommonSettings.model_validate(env)
+    asyncio.run(ensure_topics(settings))
+    stack.run_cli("pytake_flow_engine.main", "migrate")
+    try:
+        stack.start(["flow-engine"])
+        yield stack
+    finally:
+        stack.stop()
+        asyncio.run(_drop(settings))
+
+
+async def _drop(settings: CommonSettings) -> None:
+    engine = create_async_engine(settings.database_url)
+    async with engine.begin() as connection:
+        await connection.execute(text(f'DROP SCHEMA IF EXISTS "{settings.db_schema("flow-engine")}" CASCADE'))
+    await engine.dispose()
+    await delete_namespace_topics(settings)
+
+
+def kafka_settings(stack: Stack) -> CommonSettings:
+    return CommonSettings.model_validate(stack.env)
+
+
+class TopicLog:
+    """Every record of some topics since the start, kept as they arrive (duplicates included)."""
+
+    def __init__(self, settings: CommonSettings, topics: list[str]) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.records: list[dict] = []
+
+    async def __aenter__(self) -> TopicLog:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                                         enable_auto_commit=False)
+        await self.consumer.start()
+        partitions = [TopicPartition(topic, p) for topic in self.topics
+                      for p in (self.consumer.partitions_for_topic(topic) or await self._partitions(topic))]
+        self.consumer.assign(partitions)
+        await self.consumer.seek_to_beginning(*partitions)
+        return self
+
+    async def _partitions(self, topic: str) -> set[int]:
+        await self.consumer._client.force_metadata_update()  # noqa: SLF001 - fresh topics
+        return self.consumer.partitions_for_topic(topic) or set()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def poll(self) -> list[dict]:
+        batches = await self.consumer.getmany(timeout_ms=200)
+        for records in batches.values():
+            self.records.extend(json.loads(record.value) for record in records)
+        return self.records
+
+    async def for_contact(self, contact_key: str) -> list[dict]:
+        await self.poll()
+        return [r for r in self.records if r["payload"].get("contact_key") == contact_key
+                or _to_key(r) == contact_key]
+
+
+def _to_key(record: dict) -> str | None:
+    to = record["payload"].get("to")
+    return f"p:{to['wa_id']}" if to and to.get("wa_id") else None
+
+
+@pytest.fixture(scope="module")
+async def kafka_log(engine_stack: Stack) -> AsyncIterator[TopicLog]:
+    settings = kafka_settings(engine_stack)
+    async with TopicLog(settings, [settings.topic(MESSAGES_OUTBOUND), settings.topic(CONVERSATION_EVENTS)]) as log:
+        yield log
+
+
+async def send(stack: Stack, flow_id: UUID, wa_id: str, body: str | None, reply_id: str | None = None) -> str:
+    settings = kafka_settings(stack)
+    wamid = "wamid." + secrets.token_hex(10)
+    event = InboundMessageRouted(
+        organization_id=ORG, correlation_id=secrets.token_hex(8), producer="test",
+        payload=RoutedInboundPayload(
+            phone_number_id="100000000000009", contact=ContactRef(wa_id=wa_id, profile_name="Ada"),
+            message=InboundMessage(wamid=wamid, type="interactive" if reply_id else "text",
+                                   timestamp=int(time.time()), text=body, reply_id=reply_id),
+            route=Route(organization_id=ORG, chatbot_id=None, flow_id=flow_id)))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic(MESSAGES_ROUTED), event.model_dump_json().encode(),
+                                     key=f"{ORG}:p:{wa_id}".encode())
+    finally:
+        await producer.stop()
+    return wamid
+
+
+def publish(stack: Stack, nodes: list[dict], **extra: object) -> UUID:
+    flow_id = uuid4()
+    out = stack.run_cli("pytake_flow_engine.main", "publish-flow", stdin=json.dumps({
+        "organization_id": str(ORG), "flow_id": str(flow_id), "name": "kafka test",
+        "definition": {"nodes": nodes, **extra}}))
+    assert json.loads(out) == {"version": 1}
+    return flow_id
+
+
+def new_contact() -> str:
+    return "1555" + "".join(secrets.choice("0123456789") for _ in range(7))
+
+
+def replies(records: list[dict]) -> list[dict]:
+    return [r["payload"]["message"] for r in records if r["event_type"] == "message.outbound_requested"]
+
+
+def lifecycle(records: list[dict]) -> list[str]:
+    return [r["event_type"] for r in records if r["event_type"].startswith("conversation.")]
+
+
+SHOP = [
+    {"id": "start", "type": "start", "next": "menu"},
+    {"id": "menu", "type": "buttons", "text": "Hi {{contact_name}}! What would you like?", "variable": "choice",
+     "buttons": [{"id": "order", "title": "Order bread", "next": "qty"},
+                 {"id": "hours", "title": "Opening hours", "next": "hours"}]},
+    {"id": "hours", "type": "end", "text": "We open at 7."},
+    {"id": "qty", "type": "question", "variable": "qty", "text": "How many loaves?", "validation": "number",
+     "retry_text": "Please answer with a number.", "max_retries": 2, "next": "size"},
+    {"id": "size", "type": "condition", "branches": [{"when": "qty > 10", "next": "big"}], "else": "small"},
+    {"id": "big", "type": "message", "text": "{{qty}} loaves: we'll call you to confirm.", "next": "end"},
+    {"id": "small", "type": "message", "text": "{{qty}} loaves, ready in an hour.", "next": "end"},
+    {"id": "end", "type": "end", "text": "Thanks, {{contact_name}}!"},
+]
+
+
+async def test_multi_step_conversation_with_buttons_validation_and_a_branch(engine_stack, kafka_log) -> None:
+    flow_id = publish(engine_stack, SHOP)
+    wa = new_contact()
+    contact = f"p:{wa}"
+    await send(engine_stack, flow_id, wa, "hello")
+    records = await eventually(lambda: kafka_log.for_contact(contact), lambda r: len(replies(r)) >= 1)
+    (menu,) = replies(records)
+    assert menu["type"] == "buttons" and menu["body"] == "Hi Ada! What would you like?"
+    assert [b["id"] for b in menu["buttons"]] == ["order", "hours"]
+
+    await send(engine_stack, flow_id, wa, "Order bread", reply_id="order")
+    await send(engine_stack, flow_id, wa, "a dozen")
+    await send(engine_stack, flow_id, wa, "12")
+    records = await eventually(lambda: kafka_log.for_contact(contact),
+                               lambda r: lifecycle(r)[-1:] == ["conversation.ended"])
+    assert [m.get("body") for m in replies(records)] == [
+        "Hi Ada! What would you like?", "How many loaves?", "Please answer with a number.",
+        "12 loaves: we'll call you to confirm.", "Thanks, Ada!"]
+    assert lifecycle(records) == ["conversation.started", "conversation.advanced", "conversation.advanced",
+                                  "conversation.ended"]
+    ended = [r for r in records if r["event_type"] == "conversation.ended"][0]["payload"]
+    assert ended["flow_version"] == 1 and ended["node_id"] == "end"
+    # Every outbound request keeps the inbound message's correlation id.
+    assert all(r["correlation_id"] for r in records)
+
+
+async def test_crash_after_state_commit_before_offset_commit_gives_one_set_of_replies(
+        engine_stack, kafka_log) -> None:
+    flow_id = publish(engine_stack, [
+        {"id": "s", "type": "start", "next": "q"},
+        {"id": "q", "type": "question", "variable": "word", "text": "Say something", "next": "a"},
+        {"id": "a", "type": "message", "text": "You said {{word}}", "next": "b"},
+        {"id": "b", "type": "end", "text": "Goodbye"},
+    ])
+    wa = new_contact()
+    contact = f"p:{wa}"
+    await send(engine_stack, flow_id, wa, "hi")
+    await eventually(lambda: kafka_log.for_contact(contact), lambda r: len(replies(r)) == 1)
+
+    crashing = engine_stack.processes["flow-engine"]
+    engine_stack.stop(["flow-engine"])
+    assert crashing.returncode is not None
+    engine_stack.env["FLOW_ENGINE_TEST_CRASH_AFTER_COMMIT_TEXT"] = CRASH_TEXT
+    try:
+        engine_stack.start(["flow-engine"])
+        process = engine_stack.processes["flow-engine"]
+        await send(engine_stack, flow_id, wa, CRASH_TEXT)
+
+        async def exit_code() -> int | None:
+            return process.poll()
+
+        code = await eventually(exit_code, lambda rc: rc is not None, timeout_s=60)
+        assert code == 70  # it died right after committing the state
+        engine_stack.processes.pop("flow-engine")
+    finally:
+        del engine_stack.env["FLOW_ENGINE_TEST_CRASH_AFTER_COMMIT_TEXT"]
+    engine_stack.start(["flow-engine"])  # the batch is redelivered: its receipt is there
+
+    records = await eventually(lambda: kafka_log.for_contact(contact),
+                               lambda r: lifecycle(r)[-1:] == ["conversation.ended"], timeout_s=60)
+    # Another message afterwards proves the redelivered batch was consumed and passed.
+    await send(engine_stack, flow_id, wa, "again")
+    records = await eventually(lambda: kafka_log.for_contact(contact),
+                               lambda r: lifecycle(r).count("conversation.started") == 2, timeout_s=60)
+    assert [m.get("body") for m in replies(records)] == [
+        "Say something", f"You said {CRASH_TEXT}", "Goodbye", "Say something"]
+    assert len({r["event_id"] for r in records}) == len(records)  # no record published twice
+
+
+async def test_a_cyclic_flow_is_parked_and_the_engine_serves_others(engine_stack, kafka_log) -> None:
+    cyclic = publish(engine_stack, [
+        {"id": "s", "type": "start", "next": "a"},
+        {"id": "a", "type": "condition", "branches": [{"when": "true", "next": "b"}], "else": "b"},
+        {"id": "b", "type": "message", "text": "round and round", "next": "a"},
+    ])
+    healthy = publish(engine_stack, SHOP)
+    stuck, fine = new_contact(), new_contact()
+    await send(engine_stack, cyclic, stuck, "hi")
+    await send(engine_stack, healthy, fine, "hi")
+    records = await eventually(lambda: kafka_log.for_contact(f"p:{stuck}"),
+                               lambda r: "conversation.failed" in lifecycle(r))
+    failed = [r for r in records if r["event_type"] == "conversation.failed"][0]["payload"]
+    assert "more than 100 nodes" in failed["error"] and failed["status"] == "failed"
+    assert replies(records) == []
+    served = await eventually(lambda: kafka_log.for_contact(f"p:{fine}"), lambda r: len(replies(r)) == 1)
+    assert replies(served)[0]["type"] == "buttons"
+    await send(engine_stack, healthy, fine, "Opening hours", reply_id="hours")
+    served = await eventually(lambda: kafka_log.for_contact(f"p:{fine}"), lambda r: len(replies(r)) == 2)
+    assert replies(served)[1]["body"] == "We open at 7."
+
+
+def _token(stack: Stack, role: Role = Role.ORG_ADMIN) -> dict[str, str]:
+    auth = AuthSettings.model_validate({"JWT_SECRET": stack.env["JWT_SECRET"]})
+    principal = Principal(user_id=uuid4(), organization_id=ORG, role=role)
+    return {"Authorization": f"Bearer {issue_access_token(principal, auth)}"}
+
+
+async def test_rest_api_publish_simulate_and_read_conversations(engine_stack) -> None:
+    base = engine_stack.url("flow-engine") + "/api/v1"
+    admin = _token(engine_stack)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+        created = (await api.post("/flows", headers=admin, json={"name": "Shop", "definition": {"nodes": SHOP}}))
+        assert created.status_code == 201, created.text
+        flow_id = created.json()["id"]
+        assert (await api.post(f"/flows/{flow_id}/publish", headers=admin)).json()["version"] == 1
+        simulated = await api.post(f"/flows/{flow_id}/versions/1/simulate", headers=admin, json={
+            "inputs": ["hi", {"reply_id": "order"}, "many", "3"]})
+        result = simulated.json()
+        assert result["status"] == "ended" and result["variables"]["qty"] == "3"
+        bot = [t["message"].get("body") for t in result["transcript"] if t["from"] == "bot"]
+        assert bot == ["Hi Simulated customer! What would you like?", "How many loaves?",
+                       "Please answer with a number.", "3 loaves, ready in an hour.", "Thanks, Simulated customer!"]
+
+        wa = new_contact()
+        await send(engine_stack, UUID(flow_id), wa, "hi")
+
+        async def listed() -> list[dict]:
+            return (await api.get("/conversations", headers=_token(engine_stack, Role.VIEWER),
+                                  params={"contact_key": f"p:{wa}"})).json()
+
+        (conversation,) = await eventually(listed, lambda rows: len(rows) == 1)
+        assert conversation["status"] == "waiting" and conversation["node_id"] == "menu"
+        ended = await api.post(f"/conversations/{conversation['id']}/end", headers=_token(engine_stack, Role.AGENT))
+        assert ended.status_code == 200 and ended.json()["status"] == "ended"
+        assert (await api.get("/flows", headers={"Authorization": "Bearer nope"})).status_code == 401
+
+
+def test_simulate_cli_runs_a_flow_file_without_kafka(engine_stack, tmp_path: Path) -> None:
+    flow_file = tmp_path / "flow.json"
+    flow_file.write_text(json.dumps({"nodes": SHOP}))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytake_flow_engine.main", "simulate", "--file", str(flow_file),
+         "--input", "hi", "--input", "Opening hours"],
+        env={**engine_stack._env(), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},  # no Kafka needed
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = json.loads(result.stdout)
+    assert output["status"] == "ended" and output["variables"]["choice"] == "Opening hours"
+    assert output["transcript"][-1]["message"]["body"] == "We open at 7."
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"nodes": [{"id": "s", "type": "start", "next": "x"}, {"id": "e", "type": "end"}]}))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytake_flow_engine.main", "simulate", "--file", str(broken), "--input", "hi"],
+        env=engine_stack._env(), capture_output=True, text=True, timeout=120)
+    assert json.loads(result.stdout)["valid"] is False
