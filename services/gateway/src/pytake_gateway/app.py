@@ -2,34 +2,115 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
-from pytake_plumbing.logs import configure_logging
+from pytake_plumbing.logs import configure_logging, get_logger
 from pytake_plumbing.messaging import EventPublisher, make_broker
 from pytake_plumbing.service_app import build_service_app, kafka_reachable
 from pytake_plumbing.tracing import configure_tracing
 
+from .adapters.db.dedup import PostgresDedupStore
 from .adapters.kafka_sink import KafkaEventSink
-from .adapters.secrets import DemoSecretSource
-from .entrypoints.http import webhook_router
-from .service.ingest import SecretSource
+from .adapters.memory_dedup import InMemoryDedupStore
+from .adapters.metrics import GatewayMetrics
+from .adapters.secrets import DemoSecretSource, RegistrySecretSource
+from .domain.rate_limit import TokenBucketLimiter
+from .entrypoints import kafka
+from .entrypoints.http import WebhookEndpoints, metrics_router, webhook_router
+from .service.ingest import DedupStore, DedupUnavailable, SecretSource, WebhookIngestor
 from .settings import GatewaySettings
 
 SERVICE = "gateway"
+MIGRATIONS = Path(__file__).parent / "adapters" / "db" / "migrations"
+
+log = get_logger(__name__)
 
 
 def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource | None = None,
-               broker: KafkaBroker | None = None) -> FastAPI:
+               dedup: DedupStore | None = None, broker: KafkaBroker | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     configure_logging(SERVICE, settings.log_level)
     broker = broker or make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
     sink = KafkaEventSink(EventPublisher(broker, settings), settings.publish_timeout_s)
+    on_startup: list = []
+    on_shutdown: list = []
+
+    if secrets is None:
+        secrets, close_secrets = _secret_source(settings)
+        on_shutdown.append(close_secrets)
+    if isinstance(secrets, RegistrySecretSource):
+        kafka.register(broker, settings, secrets)
+
+    if dedup is None:
+        dedup, start_dedup, stop_dedup = _dedup_store(settings)
+        on_startup.append(start_dedup)
+        on_shutdown.append(stop_dedup)
 
     async def kafka_ready() -> bool:
         return await kafka_reachable(broker)
 
-    app = build_service_app(SERVICE, broker, readiness=[kafka_ready])
-    app.include_router(webhook_router(secrets or DemoSecretSource(settings), sink, settings.max_body_bytes))
+    app = build_service_app(SERVICE, broker, readiness=[kafka_ready], on_startup=on_startup,
+                            on_shutdown=on_shutdown)
+    metrics = GatewayMetrics()
+    limiter = TokenBucketLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, time.monotonic)
+    ingestor = WebhookIngestor(secrets, dedup, sink, lease_s=settings.dedup_claim_lease_s)
+    endpoints = WebhookEndpoints(ingestor, limiter, metrics, settings.max_body_bytes)
+    app.include_router(webhook_router(endpoints))
+    app.include_router(metrics_router(metrics))
     app.state.broker = broker
+    app.state.metrics = metrics
+    app.state.secrets = secrets
     return app
+
+
+def _secret_source(settings: GatewaySettings):  # noqa: ANN202 - (source, closer)
+    if settings.secrets_source == "demo":
+        async def nothing() -> None:
+            return None
+        return DemoSecretSource(settings), nothing
+    if settings.internal_token is None:
+        raise SystemExit("GATEWAY_SECRETS_SOURCE=registry needs PYTAKE_INTERNAL_TOKEN")
+    client = httpx.AsyncClient(base_url=settings.router_internal_url, timeout=settings.registry_timeout_s)
+    source = RegistrySecretSource(client, settings.internal_token.get_secret_value(), time.monotonic,
+                                  ttl_s=settings.secrets_cache_ttl_s, unknown_ttl_s=settings.unknown_app_cache_ttl_s)
+    return source, client.aclose
+
+
+def _dedup_store(settings: GatewaySettings):  # noqa: ANN202 - (store, start, stop)
+    if settings.dedup_store == "memory":
+        async def nothing() -> None:
+            return None
+        return InMemoryDedupStore(time.monotonic, settings.dedup_claim_lease_s), nothing, nothing
+    store = PostgresDedupStore(settings.database_url, settings.db_schema(SERVICE),
+                               lease_s=settings.dedup_claim_lease_s, pool_size=settings.dedup_pool_size)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        await store.start()
+        tasks.append(asyncio.create_task(_cleanup_forever(store, settings)))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await store.close()
+
+    return store, start, stop
+
+
+async def _cleanup_forever(store: PostgresDedupStore, settings: GatewaySettings) -> None:
+    """Every replica runs it; the deletes skip rows another replica is deleting."""
+    retention_s = settings.dedup_retention_days * 86_400
+    while True:
+        try:
+            deleted = await store.delete_expired(retention_s)
+            if deleted:
+                log.info("dedup_receipts_expired", deleted=deleted)
+        except DedupUnavailable as exc:
+            log.warning("dedup_cleanup_failed", error=str(exc)[:300])
+        await asyncio.sleep(settings.dedup_cleanup_interval_s)

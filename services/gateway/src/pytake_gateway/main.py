@@ -1,4 +1,4 @@
-"""pytake-gateway run"""
+"""pytake-gateway run | migrate"""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 
 import uvicorn
 
-from .app import create_app
+from pytake_plumbing.database import run_migrations
+
+from .app import MIGRATIONS, SERVICE, create_app
 from .settings import GatewaySettings
 
 
@@ -14,9 +16,12 @@ def cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pytake-gateway")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="serve Meta's webhook")
+    sub.add_parser("migrate", help="upgrade the gateway's schema (deduplication receipts)")
     args = parser.parse_args(argv)
     settings = GatewaySettings()
-    if args.command == "run":
+    if args.command == "migrate":
+        run_migrations(MIGRATIONS, settings.database_url, settings.db_schema(SERVICE))
+    else:
         uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
 
 

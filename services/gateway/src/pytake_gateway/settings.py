@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 
 from pytake_plumbing.settings import CommonSettings
@@ -7,8 +9,30 @@ from pytake_plumbing.settings import CommonSettings
 
 class GatewaySettings(CommonSettings):
     http_port: int = Field(default=8080, alias="GATEWAY_HTTP_PORT")
-    # Only for the local demo; in normal operation secrets come from the tenant registry.
+    # registry: app secrets and verify tokens per Meta app from the router's registry (normal operation).
+    # demo: one app secret and verify token from the settings below (local demo and tests only).
+    secrets_source: Literal["registry", "demo"] = Field(default="registry", alias="GATEWAY_SECRETS_SOURCE")
     demo_app_secret: SecretStr | None = Field(default=None, alias="GATEWAY_DEMO_APP_SECRET")
     demo_verify_token: SecretStr | None = Field(default=None, alias="GATEWAY_DEMO_VERIFY_TOKEN")
+    router_internal_url: str = Field(default="http://127.0.0.1:8081", alias="ROUTER_INTERNAL_URL")
+    internal_token: SecretStr | None = Field(default=None, alias="PYTAKE_INTERNAL_TOKEN")
+    registry_timeout_s: float = Field(default=3.0, alias="GATEWAY_REGISTRY_TIMEOUT_S")
+    # Backstop for a missed RegistryChanged event; changes normally arrive within a second.
+    secrets_cache_ttl_s: float = Field(default=300.0, alias="GATEWAY_SECRETS_CACHE_TTL_S")
+    unknown_app_cache_ttl_s: float = Field(default=30.0, alias="GATEWAY_UNKNOWN_APP_CACHE_TTL_S")
+
     max_body_bytes: int = Field(default=1024 * 1024, alias="GATEWAY_MAX_BODY_BYTES")
-    publish_timeout_s: float = Field(default=10.0, alias="GATEWAY_PUBLISH_TIMEOUT_S")
+    publish_timeout_s: float = Field(default=5.0, alias="GATEWAY_PUBLISH_TIMEOUT_S")
+
+    # postgres: shared by every replica (normal operation). memory: one process only (tests, benchmarks).
+    dedup_store: Literal["postgres", "memory"] = Field(default="postgres", alias="GATEWAY_DEDUP_STORE")
+    # Meta retries for up to 7 days; one day more covers clock skew and the last retries.
+    dedup_retention_days: float = Field(default=8.0, alias="GATEWAY_DEDUP_RETENTION_DAYS")
+    # A claim older than this whose publish never finished (crashed replica) may be taken over.
+    dedup_claim_lease_s: float = Field(default=30.0, alias="GATEWAY_DEDUP_CLAIM_LEASE_S")
+    dedup_cleanup_interval_s: float = Field(default=600.0, alias="GATEWAY_DEDUP_CLEANUP_INTERVAL_S")
+    dedup_pool_size: int = Field(default=10, alias="GATEWAY_DEDUP_POOL_SIZE")
+
+    # Per source IP; 0 turns the limit off. Meta delivers from a handful of addresses, so it is generous.
+    rate_limit_per_s: float = Field(default=500.0, alias="GATEWAY_RATE_LIMIT_PER_S")
+    rate_limit_burst: int = Field(default=1000, alias="GATEWAY_RATE_LIMIT_BURST")

@@ -76,6 +76,7 @@ def run_demo() -> None:
         **servers.env,
         **_demo_secrets(),
         "PYTAKE_NAMESPACE": "",
+        "GATEWAY_SECRETS_SOURCE": "demo",
         "GATEWAY_DEMO_APP_SECRET": DEMO_TENANT.app_secret,
         "GATEWAY_DEMO_VERIFY_TOKEN": DEMO_TENANT.verify_token,
     }

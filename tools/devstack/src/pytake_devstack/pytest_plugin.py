@@ -72,6 +72,7 @@ def pipeline(servers: Servers, settings: CommonSettings, namespace: str) -> Iter
         "ROUTER_SECRETS_KEYS": Fernet.generate_key().decode(),
         "PYTAKE_INTERNAL_TOKEN": secrets.token_urlsafe(16),
         "JWT_SECRET": secrets.token_urlsafe(32),
+        "GATEWAY_SECRETS_SOURCE": "demo",
         "GATEWAY_DEMO_APP_SECRET": DEMO_TENANT.app_secret,
         "GATEWAY_DEMO_VERIFY_TOKEN": DEMO_TENANT.verify_token,
         "SENDER_BACKOFF_BASE_S": "0.05",
@@ -96,7 +97,7 @@ async def _drop_namespace(settings: CommonSettings) -> None:
 
     engine = create_async_engine(settings.database_url)
     async with engine.begin() as connection:
-        for service in ("router", "flow-engine", "sender"):
+        for service in ("router", "flow-engine", "sender", "gateway"):
             await connection.execute(text(f'DROP SCHEMA IF EXISTS "{settings.db_schema(service)}" CASCADE'))
     await engine.dispose()
     client = make_mongo_client(settings.mongodb_url)

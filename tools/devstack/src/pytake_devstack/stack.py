@@ -93,7 +93,7 @@ class Stack:
     def prepare(self, tenants: list[Tenant]) -> None:
         """Topics from the catalog, migrations of every schema, then the tenants."""
         asyncio.run(ensure_topics(CommonSettings.model_validate(self.env)))
-        for module in ("pytake_router.main", "pytake_flow_engine.main", "pytake_sender.main"):
+        for module in ("pytake_router.main", "pytake_flow_engine.main", "pytake_sender.main", "pytake_gateway.main"):
             self.run_cli(module, "migrate")
         for tenant in tenants:
             self.seed(tenant)

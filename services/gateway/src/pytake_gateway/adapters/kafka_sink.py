@@ -7,13 +7,24 @@ from pytake_contracts import Event
 from pytake_contracts.topics import TopicSpec
 from pytake_plumbing.messaging import EventPublisher
 
+from ..service.ingest import PublishStillPending
+
 
 class KafkaEventSink:
-    """Publishes a webhook's events and waits for Kafka to acknowledge all of them."""
+    """Publishes a webhook's events and waits, up to a deadline, for Kafka to acknowledge all of them.
+
+    The idempotent producer never gives up on a record it has buffered: after a deadline
+    the records may still reach Kafka once it is back. So the publish is not cancelled;
+    its completion is handed back (PublishStillPending) for the caller to settle later.
+    """
 
     def __init__(self, publisher: EventPublisher, timeout_s: float) -> None:
         self._publisher = publisher
         self._timeout_s = timeout_s
 
     async def publish_all(self, items: Sequence[tuple[TopicSpec, Event, str]]) -> None:
-        await asyncio.wait_for(self._publisher.publish_all(items), timeout=self._timeout_s)
+        completion = asyncio.ensure_future(self._publisher.publish_all(items))
+        done, _ = await asyncio.wait({completion}, timeout=self._timeout_s)
+        if not done:
+            raise PublishStillPending(completion)
+        completion.result()

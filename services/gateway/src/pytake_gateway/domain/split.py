@@ -1,4 +1,4 @@
-"""Turns one webhook POST into one event per message and per status."""
+"""Turns one webhook POST into one event per message, per status and per error."""
 
 from __future__ import annotations
 
@@ -15,18 +15,38 @@ from pytake_contracts import (
     InboundMessageReceived,
     StatusPayload,
     StatusReceived,
+    WebhookErrorPayload,
+    WebhookErrorReceived,
 )
 
 from .webhook import ChangeValue, WebhookContact, WebhookMessage, WebhookPayload, WebhookStatus
 
 PRODUCER = "gateway"
 SUPPORTED_OBJECT = "whatsapp_business_account"
+SUPPORTED_FIELD = "messages"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One event to publish, its partition key, and the key that recognises a redelivery of it."""
+
+    event: Event
+    key: str
+    dedup_key: str | None
 
 
 @dataclass(frozen=True)
 class SplitResult:
-    events: list[tuple[Event, str]]  # (event, partition key)
-    ignored: list[str]  # why parts of the payload were skipped
+    events: list[Outgoing]
+    ignored: list[str]  # "<kind>:<detail>" for each part skipped
+
+
+def message_dedup_key(wamid: str) -> str:
+    return f"m:{wamid}"
+
+
+def status_dedup_key(wamid: str, status: str) -> str:
+    return f"s:{wamid}:{status}"
 
 
 def _contact_for(message: WebhookMessage, contacts: list[WebhookContact]) -> ContactRef:
@@ -53,6 +73,8 @@ def _inbound(message: WebhookMessage) -> InboundMessage:
     elif message.type == "button":
         button = raw.get("button") or {}
         text, reply_id = button.get("text"), button.get("payload")
+    elif message.type in {"image", "video", "document"}:
+        text = (raw.get(message.type) or {}).get("caption")
     return InboundMessage(
         wamid=message.id,
         type=message.type,
@@ -64,8 +86,24 @@ def _inbound(message: WebhookMessage) -> InboundMessage:
     )
 
 
-def _status(status: WebhookStatus, phone_number_id: str) -> StatusPayload:
-    return StatusPayload(
+def _message_event(message: WebhookMessage, value: ChangeValue) -> Outgoing:
+    phone_number_id = value.metadata.phone_number_id
+    contact = _contact_for(message, value.contacts)
+    event = InboundMessageReceived(
+        correlation_id=str(uuid4()),
+        producer=PRODUCER,
+        payload=InboundMessagePayload(
+            phone_number_id=phone_number_id,
+            display_phone_number=value.metadata.display_phone_number,
+            contact=contact,
+            message=_inbound(message),
+        ),
+    )
+    return Outgoing(event, f"{phone_number_id}:{contact.key}", message_dedup_key(message.id))
+
+
+def _status_event(status: WebhookStatus, phone_number_id: str) -> Outgoing:
+    payload = StatusPayload(
         phone_number_id=phone_number_id,
         wamid=status.id,
         status=status.status,
@@ -74,17 +112,56 @@ def _status(status: WebhookStatus, phone_number_id: str) -> StatusPayload:
         errors=status.errors,
         raw=status.model_dump(exclude_none=True),
     )
+    event = StatusReceived(correlation_id=str(uuid4()), producer=PRODUCER, payload=payload)
+    return Outgoing(event, f"{phone_number_id}:{payload.recipient.key}", status_dedup_key(status.id, status.status))
+
+
+def _error_event(error: dict, entry_id: str, phone_number_id: str) -> Outgoing:
+    payload = WebhookErrorPayload(
+        phone_number_id=phone_number_id,
+        business_account_id=entry_id,
+        code=error.get("code") if isinstance(error.get("code"), int) else None,
+        title=error.get("title"),
+        message=error.get("message"),
+        raw=error,
+    )
+    event = WebhookErrorReceived(correlation_id=str(uuid4()), producer=PRODUCER, payload=payload)
+    # No id of its own to recognise a redelivery: a repeated error is harmless, so it is not deduplicated.
+    return Outgoing(event, phone_number_id, None)
+
+
+def _value_events(value: ChangeValue, entry_id: str) -> tuple[list[Outgoing], list[str]]:
+    events: list[Outgoing] = []
+    ignored: list[str] = []
+    phone_number_id = value.metadata.phone_number_id
+    for message in value.messages:
+        try:
+            events.append(_message_event(message, value))
+        except (ValidationError, ValueError):
+            ignored.append(f"message:{message.id}")
+    for status in value.statuses:
+        try:
+            events.append(_status_event(status, phone_number_id))
+        except (ValidationError, ValueError):
+            ignored.append(f"status:{status.id}")
+    for error in value.errors:
+        events.append(_error_event(error, entry_id, phone_number_id))
+    return events, ignored
 
 
 def split_webhook(payload: WebhookPayload) -> SplitResult:
-    """Each message and status starts its own causal chain, with its own correlation id."""
-    events: list[tuple[Event, str]] = []
-    ignored: list[str] = []
+    """Each message, status and error starts its own causal chain, with its own correlation id.
+
+    Parts the gateway does not handle are listed in `ignored`, never raised: Meta would
+    otherwise retry a signed payload it will keep sending the same way for 7 days.
+    """
     if payload.object != SUPPORTED_OBJECT:
         return SplitResult([], [f"object:{payload.object}"])
+    events: list[Outgoing] = []
+    ignored: list[str] = []
     for entry in payload.entry:
         for change in entry.changes:
-            if change.field != "messages":
+            if change.field != SUPPORTED_FIELD:
                 ignored.append(f"field:{change.field}")
                 continue
             try:
@@ -92,24 +169,7 @@ def split_webhook(payload: WebhookPayload) -> SplitResult:
             except ValidationError:
                 ignored.append("value:invalid")
                 continue
-            phone_number_id = value.metadata.phone_number_id
-            for message in value.messages:
-                contact = _contact_for(message, value.contacts)
-                event = InboundMessageReceived(
-                    correlation_id=str(uuid4()),
-                    producer=PRODUCER,
-                    payload=InboundMessagePayload(
-                        phone_number_id=phone_number_id,
-                        display_phone_number=value.metadata.display_phone_number,
-                        contact=contact,
-                        message=_inbound(message),
-                    ),
-                )
-                events.append((event, f"{phone_number_id}:{contact.key}"))
-            for status in value.statuses:
-                payload_ = _status(status, phone_number_id)
-                event = StatusReceived(correlation_id=str(uuid4()), producer=PRODUCER, payload=payload_)
-                events.append((event, f"{phone_number_id}:{payload_.recipient.key}"))
-            if value.errors:
-                ignored.append("errors:logged")
+            found, skipped = _value_events(value, entry.id)
+            events += found
+            ignored += skipped
     return SplitResult(events, ignored)

@@ -1,0 +1,35 @@
+"""Prometheus metrics of one gateway process, in a registry of its own (one per app instance)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.webhooks = Counter(
+            "pytake_gateway_webhooks", "Webhook POSTs by HTTP status answered", ["status"], registry=self.registry)
+        self.events_published = Counter(
+            "pytake_gateway_events_published", "Events acknowledged by Kafka, by event type", ["event_type"],
+            registry=self.registry)
+        self.duplicates = Counter(
+            "pytake_gateway_duplicates", "Redelivered messages and statuses not published again", ["kind"],
+            registry=self.registry)
+        self.ignored = Counter(
+            "pytake_gateway_ignored", "Signed payload parts ignored (unknown object, field, ...)", ["reason"],
+            registry=self.registry)
+        self.rate_limited = Counter(
+            "pytake_gateway_rate_limited", "Requests refused with 429", registry=self.registry)
+        self.dedup_unavailable = Counter(
+            "pytake_gateway_dedup_unavailable", "Webhooks published without deduplication (store down)",
+            registry=self.registry)
+        self.ack_seconds = Histogram(
+            "pytake_gateway_ack_seconds", "Time from request to answer of webhook POSTs",
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

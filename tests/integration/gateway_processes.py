@@ -1,0 +1,59 @@
+"""Extra gateway processes for the gateway's integration tests (replicas, own Kafka, registry mode)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from pytake_devstack.stack import free_port
+
+
+@dataclass
+class GatewayProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_gateway(env: dict[str, str], log_dir: Path, name: str, timeout_s: float = 60.0) -> GatewayProcess:
+    """A `pytake-gateway run` process with `env` on top of ours; returns once it is ready."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = log_dir / f"{name}.log"
+    full_env = {**os.environ, **env, "GATEWAY_HTTP_PORT": str(port)}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "pytake_gateway.main", "run"], env=full_env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    gateway = GatewayProcess(process, port, log_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}; see {log_path}")
+        try:
+            if httpx.get(gateway.url + "/api/v1/ready", timeout=2.0).status_code == 200:
+                return gateway
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    gateway.stop()
+    raise TimeoutError(f"{name} not ready after {timeout_s}s; see {log_path}")
