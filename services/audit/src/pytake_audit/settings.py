@@ -7,3 +7,11 @@ from pytake_plumbing.settings import CommonSettings
 
 class AuditSettings(CommonSettings):
     http_port: int = Field(default=8084, alias="AUDIT_HTTP_PORT")
+    # Records written per MongoDB round trip, and how long a batch may wait to fill.
+    batch_max_records: int = Field(default=1000, ge=1, le=10_000, alias="AUDIT_BATCH_MAX_RECORDS")
+    batch_timeout_ms: int = Field(default=200, ge=1, alias="AUDIT_BATCH_TIMEOUT_MS")
+    # Retention of organizations that did not choose their own.
+    default_retention_days: int = Field(default=365, ge=1, le=3650, alias="AUDIT_DEFAULT_RETENTION_DAYS")
+    retention_refresh_s: float = Field(default=60.0, gt=0, alias="AUDIT_RETENTION_REFRESH_S")
+    # Only where the server has no TTL monitor (FerretDB): how often expired documents are deleted.
+    sweep_interval_s: float = Field(default=3600.0, gt=0, alias="AUDIT_SWEEP_INTERVAL_S")
