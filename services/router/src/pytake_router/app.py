@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from uuid import uuid4
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from pytake_plumbing.auth import AuthSettings
 from pytake_plumbing.database import make_engine, make_session_factory
-from pytake_plumbing.logs import configure_logging
-from pytake_plumbing.messaging import make_broker
+from pytake_plumbing.errors import error_body
+from pytake_plumbing.logs import configure_logging, log_context
+from pytake_plumbing.messaging import EventPublisher, make_broker
 from pytake_plumbing.service_app import build_service_app, kafka_reachable
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.crypto import SecretBox
 from .adapters.db.repository import RegistryRepository
 from .adapters.db.unit_of_work import SqlUnitOfWork
-from .entrypoints import http, kafka
+from .adapters.outbox_relay import OutboxRelay
+from .adapters.passwords import Argon2Passwords
+from .adapters.record_producer import RecordProducer
+from .domain.errors import RegistryError
+from .domain.model import NumberRoute
+from .entrypoints import api, http, kafka
+from .service.accounts import Accounts
+from .service.management import Management
 from .service.routing import RouteCache
 from .settings import RouterSettings
 
@@ -23,20 +37,29 @@ SERVICE = "router"
 MIGRATIONS = Path(__file__).parent / "adapters" / "db" / "migrations"
 
 
-def create_app(settings: RouterSettings | None = None) -> FastAPI:
+def create_app(settings: RouterSettings | None = None, auth: AuthSettings | None = None, *,
+               configure_logs: bool = True) -> FastAPI:
     settings = settings or RouterSettings()
-    configure_logging(SERVICE, settings.log_level)
+    auth = auth or AuthSettings()
+    if configure_logs:
+        configure_logging(SERVICE, settings.log_level)
     engine = make_engine(settings.database_url, settings.db_schema(SERVICE))
     sessions = make_session_factory(engine)
     box = SecretBox(settings.secrets_keys.get_secret_value())
+    passwords = Argon2Passwords()
 
-    async def lookup(phone_number_id: str):  # type: ignore[no-untyped-def]
+    async def lookup(phone_number_id: str) -> NumberRoute | None:
         async with sessions() as session:
             return await RegistryRepository(session).route_for(phone_number_id)
 
     cache = RouteCache(lookup, settings.route_cache_ttl_s)
     broker = make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
-    kafka.register(broker, settings, cache)
+    producer = RecordProducer(settings, f"pytake-{SERVICE}-routing")
+    kafka.register(broker, settings, cache, producer, max_records=settings.route_batch_max_records)
+    relay = OutboxRelay(sessions, EventPublisher(broker, settings), poll_interval_s=settings.outbox_poll_interval_s)
+
+    def uow() -> SqlUnitOfWork:
+        return SqlUnitOfWork(sessions, on_commit=relay.wake)
 
     async def kafka_ready() -> bool:
         return await kafka_reachable(broker)
@@ -44,8 +67,59 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     async def close_db() -> None:
         await engine.dispose()
 
-    app = build_service_app(SERVICE, broker, readiness=[kafka_ready], on_shutdown=[close_db])
-    app.include_router(http.internal_router(lambda: SqlUnitOfWork(sessions), box,
-                                            settings.internal_token.get_secret_value()))
+    app = build_service_app(SERVICE, broker, readiness=[kafka_ready], on_startup=[producer.start],
+                            on_started=[relay.start], on_shutdown=[relay.stop, producer.stop, close_db], title="PyTake router: tenants and routing")
+    management = Management(uow, box, passwords)
+    accounts = Accounts(uow, passwords, auth)
+    guard = api.Guard(auth, accounts)
+    app.include_router(api.auth_router(accounts))
+    app.include_router(api.organizations_router(management, guard))
+    app.include_router(api.users_router(management, guard))
+    app.include_router(api.numbers_router(management, guard))
+    app.include_router(api.chatbots_router(management, guard))
+    app.include_router(http.internal_router(uow, box, settings.internal_token.get_secret_value()))
+    install_registry_errors(app)
     app.state.route_cache = cache
+    app.state.engine = engine
+    app.state.outbox_relay = relay
     return app
+
+
+def install_registry_errors(app: FastAPI) -> None:
+    @app.exception_handler(RegistryError)
+    async def registry_error(_: Request, exc: RegistryError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Every method the path has, not only those of the first route that matched it.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
+
+    @app.middleware("http")
+    async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # Changes made by this request are announced with its correlation id, and its logs carry it.
+        correlation_id = request.headers.get("x-correlation-id", "")[:64] or uuid4().hex
+        with log_context(correlation_id=correlation_id):
+            response = await call_next(request)
+        response.headers["X-Correlation-Id"] = correlation_id
+        return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    routes = list(request.app.routes)
+    while routes:
+        route = routes.pop()
+        inner = getattr(route, "original_router", None)  # an included router: look at its own routes
+        if inner is not None:
+            routes.extend(inner.routes)
+            continue
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)

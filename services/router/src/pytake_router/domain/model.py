@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from uuid import UUID
 
@@ -14,6 +14,15 @@ class Unroutable(StrEnum):
 
 
 @dataclass(frozen=True)
+class KeywordRoute:
+    """An active chatbot on the number that starts when the text equals one of its keywords."""
+
+    keywords: frozenset[str]
+    chatbot_id: UUID
+    flow_id: UUID
+
+
+@dataclass(frozen=True)
 class NumberRoute:
     """What the router knows about a receiving phone_number_id."""
 
@@ -22,13 +31,31 @@ class NumberRoute:
     active: bool
     chatbot_id: UUID | None
     flow_id: UUID | None
+    keyword_routes: tuple[KeywordRoute, ...] = field(default=())
+
+    def for_text(self, text: str | None) -> NumberRoute:
+        """This route, pointed at the chatbot whose start keyword the text is, if any."""
+        if not text or not self.keyword_routes:
+            return self
+        wanted = normalize_keyword(text)
+        for candidate in self.keyword_routes:
+            if wanted in candidate.keywords:
+                return NumberRoute(self.organization_id, self.number_id, self.active, candidate.chatbot_id,
+                                   candidate.flow_id, self.keyword_routes)
+        return self
 
 
-def decide(route: NumberRoute | None) -> NumberRoute | Unroutable:
+def normalize_keyword(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def decide(route: NumberRoute | None, text: str | None = None) -> NumberRoute | Unroutable:
     if route is None:
         return Unroutable.UNKNOWN_NUMBER
     if not route.active:
         return Unroutable.INACTIVE_NUMBER
+    route = route.for_text(text)
     if route.chatbot_id is None or route.flow_id is None:
         return Unroutable.NO_CHATBOT
     return route
+

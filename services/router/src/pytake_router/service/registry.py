@@ -1,19 +1,18 @@
-"""Use cases on the tenant registry used by the platform itself (seeding, credentials)."""
+"""Use cases on the tenant registry used by the platform itself: seeding, credentials
+for the gateway and the sender, platform admins, secret-key rotation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 from uuid import UUID
 
-from ..adapters.crypto import SecretBox
-from ..adapters.db.tables import Chatbot, Organization, WhatsAppNumber
-from ..adapters.db.unit_of_work import SqlUnitOfWork
+from ..adapters.db.tables import Chatbot, Organization, User, WhatsAppNumber
+from ..domain.errors import Conflict
+from .changes import announce
+from .ports import PasswordHasher, Secrets, UnitOfWork
 
-
-class UnitOfWork(Protocol):
-    async def __aenter__(self) -> SqlUnitOfWork: ...
-    async def __aexit__(self, *exc: object) -> None: ...
+UowFactory = Callable[[], UnitOfWork]
 
 
 @dataclass(frozen=True)
@@ -31,6 +30,10 @@ class TenantSeed:
     chatbot_id: UUID
     chatbot_name: str
     flow_id: UUID
+    # Optional first org_admin of the organization.
+    admin_email: str | None = None
+    admin_password: str | None = None
+    admin_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,14 +43,28 @@ class NumberCredentials:
     access_token: str
 
 
-async def seed_tenant(uow: UnitOfWork, box: SecretBox, seed: TenantSeed) -> None:
-    """Create or refresh an organization with one number and its default chatbot."""
+@dataclass(frozen=True)
+class WebhookCredentials:
+    meta_app_id: str
+    app_secrets: list[str]
+    verify_tokens: list[str]
+
+
+async def seed_tenant(uow: UnitOfWork, box: Secrets, seed: TenantSeed,
+                      passwords: PasswordHasher | None = None) -> None:
+    """Create or refresh an organization with one number, its default chatbot and, optionally, an admin."""
+    password_hash = None
+    if seed.admin_email and seed.admin_password:
+        if passwords is None:
+            raise ValueError("seeding an admin needs a password hasher")
+        password_hash = await passwords.hash(seed.admin_password)
     async with uow as tx:
-        org = await tx.session.get(Organization, seed.organization_id)
+        session = tx.registry.session
+        org = await session.get(Organization, seed.organization_id)
         if org is None:
             tx.registry.add(Organization(id=seed.organization_id, name=seed.organization_name, slug=seed.slug))
-            await tx.session.flush()
-        number = await tx.session.get(WhatsAppNumber, seed.number_id)
+            await tx.flush()
+        number = await session.get(WhatsAppNumber, seed.number_id)
         if number is None:
             number = WhatsAppNumber(id=seed.number_id, organization_id=seed.organization_id)
             tx.registry.add(number)
@@ -58,8 +75,8 @@ async def seed_tenant(uow: UnitOfWork, box: SecretBox, seed: TenantSeed) -> None
         number.app_secret_enc = box.seal(seed.app_secret)
         number.access_token_enc = box.seal(seed.access_token)
         number.active = True
-        await tx.session.flush()
-        chatbot = await tx.session.get(Chatbot, seed.chatbot_id)
+        await tx.flush()
+        chatbot = await session.get(Chatbot, seed.chatbot_id)
         if chatbot is None:
             chatbot = Chatbot(id=seed.chatbot_id, organization_id=seed.organization_id, number_id=seed.number_id)
             tx.registry.add(chatbot)
@@ -67,11 +84,43 @@ async def seed_tenant(uow: UnitOfWork, box: SecretBox, seed: TenantSeed) -> None
         chatbot.flow_id = seed.flow_id
         chatbot.active = True
         chatbot.is_default = True
+        if seed.admin_email and password_hash:
+            email = seed.admin_email.lower()
+            user = await tx.users.by_email(email)
+            if user is None:
+                tx.users.add(User(organization_id=seed.organization_id, email=email, name=seed.admin_name,
+                                  password_hash=password_hash, role="org_admin", active=True))
+            elif user.organization_id != seed.organization_id:
+                raise Conflict(f"{email} belongs to another organization")
+            else:
+                user.password_hash, user.role, user.active = password_hash, "org_admin", True
+        announce(tx, entity="number", entity_id=number.id, change="updated", organization_id=seed.organization_id,
+                 phone_number_id=number.phone_number_id, meta_app_id=number.meta_app_id)
         await tx.commit()
 
 
+async def create_platform_admin(uow: UnitOfWork, passwords: PasswordHasher, email: str, password: str,
+                                name: str = "") -> UUID:
+    """Create the platform admin, or reset its password if it exists."""
+    password_hash = await passwords.hash(password)
+    async with uow as tx:
+        email = email.lower()
+        user = await tx.users.by_email(email)
+        if user is None:
+            user = User(organization_id=None, email=email, name=name, password_hash=password_hash,
+                        role="platform_admin", active=True)
+            tx.users.add(user)
+        elif user.role != "platform_admin":
+            raise Conflict(f"{email} is already an organization's user")
+        else:
+            user.password_hash, user.active = password_hash, True
+        await tx.flush()
+        await tx.commit()
+        return user.id
+
+
 async def number_credentials(
-    uow: UnitOfWork, box: SecretBox, organization_id: UUID, phone_number_id: str
+    uow: UnitOfWork, box: Secrets, organization_id: UUID, phone_number_id: str
 ) -> NumberCredentials | None:
     async with uow as tx:
         number = await tx.registry.number(organization_id, phone_number_id)
@@ -80,11 +129,46 @@ async def number_credentials(
         return NumberCredentials(organization_id, phone_number_id, box.open(number.access_token_enc))
 
 
+async def webhook_credentials(uow: UnitOfWork, box: Secrets, meta_app_id: str) -> WebhookCredentials | None:
+    """App secrets and verify tokens of every live, active number of one Meta app (deduplicated)."""
+    async with uow as tx:
+        numbers = await tx.registry.live_numbers_of_app(meta_app_id)
+        if not numbers:
+            return None
+        app_secrets = list(dict.fromkeys(box.open(n.app_secret_enc) for n in numbers))
+        verify_tokens = list(dict.fromkeys(box.open(n.verify_token_enc) for n in numbers))
+        return WebhookCredentials(meta_app_id, app_secrets, verify_tokens)
+
+
 async def set_number_active(uow: UnitOfWork, organization_id: UUID, phone_number_id: str, active: bool) -> bool:
     async with uow as tx:
         number = await tx.registry.number(organization_id, phone_number_id)
         if number is None:
             return False
         number.active = active
+        announce(tx, entity="number", entity_id=number.id, change="updated", organization_id=organization_id,
+                 phone_number_id=number.phone_number_id, meta_app_id=number.meta_app_id)
         await tx.commit()
         return True
+
+
+async def rotate_secrets(uow_factory: UowFactory, box: Secrets, chunk: int = 200) -> int:
+    """Re-encrypt every stored secret (deleted numbers' too) under the newest key.
+
+    Runs in chunks, each its own transaction; safe to re-run. Afterwards no row
+    needs an older key, so it can be removed from ROUTER_SECRETS_KEYS.
+    """
+    rotated = 0
+    after: UUID | None = None
+    while True:
+        async with uow_factory() as tx:
+            numbers = await tx.registry.all_numbers(after, chunk)
+            if not numbers:
+                return rotated
+            for number in numbers:
+                number.verify_token_enc = box.rotate(number.verify_token_enc)
+                number.app_secret_enc = box.rotate(number.app_secret_enc)
+                number.access_token_enc = box.rotate(number.access_token_enc)
+            await tx.commit()
+            rotated += len(numbers)
+            after = numbers[-1].id
