@@ -1,93 +1,197 @@
 from uuid import UUID, uuid4
 
-from pytake_contracts import MessageFailed, MessageSent, OutboundMessageRequested
-from pytake_sender.domain.meta_errors import MetaApiError
-from pytake_sender.service.send import RetryPolicy, send_requested
+import pytest
 
-ORG = uuid4()
-NO_WAIT = RetryPolicy(max_attempts=3, base_s=0.0, max_s=0.0)
-
-
-class FakeGraph:
-    def __init__(self, failures: list[MetaApiError]) -> None:
-        self.failures = failures
-        self.calls: list[tuple[str, str, str]] = []
-
-    async def send_text(self, phone_number_id, access_token, to, body) -> str:
-        self.calls.append((phone_number_id, access_token, body))
-        if self.failures:
-            raise self.failures.pop(0)
-        return f"wamid.{len(self.calls)}"
-
-
-class FakeCredentials:
-    async def access_token(self, organization_id: UUID, phone_number_id: str) -> str | None:
-        return "token" if organization_id == ORG else None
-
-
-class FakeDeliveries:
-    def __init__(self) -> None:
-        self.rows: dict[UUID, dict] = {}
-
-    async def claim(self, organization_id, request_id, phone_number_id) -> str:
-        self.rows.setdefault(request_id, {"status": "sending"})
-        return self.rows[request_id]["status"]
-
-    async def finish(self, organization_id, request_id, **fields) -> None:
-        self.rows[request_id].update(fields)
+from pytake_contracts import (
+    DeadLettered,
+    MessageFailed,
+    MessageSent,
+    NumberSendingPaused,
+    OutboundMessageRequested,
+)
+from pytake_plumbing.messaging import PermanentError
+from pytake_sender.domain.meta_errors import AmbiguousSend, MetaApiError
+from pytake_sender.service.send import Sender
+from sender_fakes import (
+    NO_WAIT,
+    ORG,
+    FakeClock,
+    FakeCredentials,
+    FakeDeliveries,
+    FakeGraph,
+    FreeGates,
+    NoPairLimit,
+    RecordingPauses,
+    RecordingPublisher,
+)
 
 
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.events: list = []
-
-    async def publish(self, spec, event, key) -> None:
-        self.events.append(event)
-
-
-def _request(org: UUID = ORG) -> OutboundMessageRequested:
+def _request(org: UUID = ORG, message: dict | None = None) -> OutboundMessageRequested:
     return OutboundMessageRequested(correlation_id="c", producer="flow-engine", organization_id=org, payload={
-        "phone_number_id": "100", "to": {"wa_id": "15551234567"}, "message": {"type": "text", "body": "Hello"}})
+        "phone_number_id": "100", "to": {"wa_id": "15551234567"},
+        "message": message or {"type": "text", "body": "Hello"}})
+
+
+class World:
+    def __init__(self, script: list[BaseException] | None = None) -> None:
+        self.clock = FakeClock()
+        self.graph = FakeGraph(script)
+        self.credentials = FakeCredentials()
+        self.deliveries = FakeDeliveries(self.clock)
+        self.gates = FreeGates()
+        self.pauses = RecordingPauses()
+        self.publisher = RecordingPublisher()
+        self.sender = Sender(self.graph, self.credentials, self.deliveries, self.gates, NoPairLimit(), self.pauses,
+                             self.publisher, NO_WAIT, sleep=self.clock.sleep, clock=self.clock)
+
+    def of_type(self, cls: type) -> list:
+        return [e for e in self.publisher.events if isinstance(e, cls)]
 
 
 async def test_sent_once_even_when_redelivered() -> None:
-    graph, deliveries, publisher = FakeGraph([]), FakeDeliveries(), RecordingPublisher()
+    world = World()
     request = _request()
-    assert await send_requested(request, graph, FakeCredentials(), deliveries, publisher, NO_WAIT) == "sent"
-    assert await send_requested(request, graph, FakeCredentials(), deliveries, publisher, NO_WAIT) == "duplicate"
-    assert len(graph.calls) == 1
-    (sent,) = publisher.events
-    assert isinstance(sent, MessageSent) and sent.payload.wamid == "wamid.1"
-    assert deliveries.rows[request.event_id]["status"] == "sent"
+    assert await world.sender.handle(request) == "sent"
+    assert await world.sender.handle(request) == "duplicate"
+    assert len(world.graph.calls) == 1
+    first, again = world.of_type(MessageSent)
+    # The outcome is announced again, as the same event: readers deduplicate it by its id.
+    assert first.payload.wamid == "wamid.1" and first.event_id == again.event_id
+    assert world.deliveries.rows[request.event_id].status == "sent"
+    assert world.graph.calls[0]["body"]["biz_opaque_callback_data"] == f"pytake:{request.event_id}"
 
 
-async def test_throttling_is_retried() -> None:
-    graph = FakeGraph([MetaApiError(429, 130429, "rate"), MetaApiError(400, 131056, "pair rate")])
-    publisher = RecordingPublisher()
-    result = await send_requested(_request(), graph, FakeCredentials(), FakeDeliveries(), publisher, NO_WAIT)
-    assert result == "sent" and len(graph.calls) == 3
+async def test_throttling_is_retried_with_backoff() -> None:
+    world = World([MetaApiError(429, 130429, "rate"), MetaApiError(400, 131056, "pair rate")])
+    assert await world.sender.handle(_request()) == "sent"
+    assert len(world.graph.calls) == 3
+    assert len(world.clock.slept) == 2  # one backoff before each retry
+    assert world.deliveries.rows[_only(world)].attempts == 3
 
 
-async def test_closed_window_and_spam_limit_are_not_retried() -> None:
-    for code in (131047, 131048):
-        graph, publisher = FakeGraph([MetaApiError(400, code, "no")]), RecordingPublisher()
-        assert await send_requested(_request(), graph, FakeCredentials(), FakeDeliveries(), publisher,
-                                    NO_WAIT) == "failed"
-        assert len(graph.calls) == 1
-        (failed,) = publisher.events
-        assert isinstance(failed, MessageFailed) and failed.payload.error_code == code
+@pytest.mark.parametrize("error", [MetaApiError(400, 4, "app throttle"), MetaApiError(400, 80007, "waba"),
+                                   MetaApiError(503, None, "down"), MetaApiError(500, 131000, "oops")])
+async def test_transient_errors_are_retried(error: MetaApiError) -> None:
+    world = World([error])
+    assert await world.sender.handle(_request()) == "sent"
+    assert len(world.graph.calls) == 2
+
+
+async def test_closed_window_fails_at_once_with_metas_code() -> None:
+    world = World([MetaApiError(400, 131047, "re-engagement")])
+    assert await world.sender.handle(_request()) == "failed"
+    assert len(world.graph.calls) == 1
+    (failed,) = world.of_type(MessageFailed)
+    assert failed.payload.error_code == 131047 and failed.payload.attempts == 1
+    assert world.pauses.paused == [] and world.of_type(DeadLettered) == []
+
+
+async def test_spam_limit_pauses_the_number_and_alerts() -> None:
+    world = World([MetaApiError(400, 131048, "spam rate limit hit")])
+    assert await world.sender.handle(_request()) == "failed"
+    (alert,) = world.of_type(NumberSendingPaused)
+    assert alert.payload.error_code == 131048 and alert.payload.phone_number_id == "100"
+    assert world.pauses.paused[0][:3] == (ORG, "100", 60.0)
+    # The next request for that number is not sent at all.
+    assert await world.sender.handle(_request()) == "failed"
+    assert len(world.graph.calls) == 1
+    assert [f.payload.error_code for f in world.of_type(MessageFailed)] == [131048, 131048]
+
+
+async def test_invalid_parameter_is_dead_lettered_with_the_reason() -> None:
+    world = World([MetaApiError(400, 100, "Invalid parameter")])
+    request = _request()
+    assert await world.sender.handle(request) == "failed"
+    assert len(world.graph.calls) == 1
+    (letter,) = world.of_type(DeadLettered)
+    assert "Invalid parameter" in letter.payload.error and str(request.event_id) in letter.payload.original
+    assert world.of_type(MessageFailed)[0].payload.error_code == 100
 
 
 async def test_retries_stop_at_max_attempts() -> None:
-    graph = FakeGraph([MetaApiError(500, None, "down")] * 5)
-    publisher = RecordingPublisher()
-    assert await send_requested(_request(), graph, FakeCredentials(), FakeDeliveries(), publisher, NO_WAIT) == "failed"
-    assert len(graph.calls) == 3
-    assert publisher.events[0].payload.attempts == 3
+    world = World([MetaApiError(500, None, "down")] * 5)
+    assert await world.sender.handle(_request()) == "failed"
+    assert len(world.graph.calls) == 3
+    assert world.of_type(MessageFailed)[0].payload.attempts == 3
 
 
 async def test_number_of_another_tenant_is_not_sent() -> None:
-    graph, publisher = FakeGraph([]), RecordingPublisher()
-    assert await send_requested(_request(uuid4()), graph, FakeCredentials(), FakeDeliveries(), publisher,
-                                NO_WAIT) == "failed"
-    assert graph.calls == []
+    world = World()
+    assert await world.sender.handle(_request(uuid4())) == "failed"
+    assert world.graph.calls == []
+
+
+async def test_request_id_of_another_tenant_is_refused() -> None:
+    world = World()
+    request = _request()
+    await world.sender.handle(request)
+    forged = request.model_copy(update={"organization_id": uuid4()})
+    with pytest.raises(PermanentError):
+        await world.sender.handle(forged)
+    assert len(world.graph.calls) == 1
+
+
+async def test_unanswered_send_resolved_by_its_status_is_not_sent_again() -> None:
+    world = World([AmbiguousSend("read timeout")])
+    request = _request()
+
+    async def status_arrives(seconds: float) -> None:
+        await FakeClock.sleep(world.clock, seconds)
+        await world.deliveries.join_status(ORG, request.event_id, "wamid.from-status", "sent")
+
+    world.sender._sleep = status_arrives  # the status webhook comes in while the sender waits
+    assert await world.sender.handle(request) == "sent"
+    assert len(world.graph.calls) == 1
+    (sent,) = world.of_type(MessageSent)
+    assert sent.payload.wamid == "wamid.from-status"
+
+
+async def test_unanswered_send_with_no_status_is_sent_again_after_the_wait() -> None:
+    world = World([AmbiguousSend("read timeout")])
+    assert await world.sender.handle(_request()) == "sent"
+    assert len(world.graph.calls) == 2
+    assert sum(world.clock.slept) >= NO_WAIT.uncertain_resolve_s
+
+
+async def test_record_left_mid_send_waits_for_resolution_but_one_never_attempted_does_not() -> None:
+    world = World()
+    crashed, never_tried = _request(), _request()
+    for request, attempts in ((crashed, 1), (never_tried, 0)):
+        await world.deliveries.claim(_claim_of(request))
+        world.deliveries.rows[request.event_id].attempts = attempts
+    assert await world.sender.handle(never_tried) == "sent"
+    assert world.clock.slept == []
+    assert await world.sender.handle(crashed) == "sent"
+    assert sum(world.clock.slept) >= NO_WAIT.uncertain_resolve_s
+    assert len(world.graph.calls) == 2
+
+
+async def test_each_message_kind_is_shaped_for_the_graph_api() -> None:
+    world = World()
+    messages = [
+        {"type": "buttons", "body": "Pick", "buttons": [{"id": "a", "title": "A"}, {"id": "b", "title": "B"}]},
+        {"type": "list", "body": "Menu", "button": "Open", "sections": [{"title": "S", "rows": [
+            {"id": "r1", "title": "Row", "description": "d"}]}]},
+        {"type": "template", "name": "hello_world", "language": "en_US"},
+        {"type": "image", "link": "https://example.com/a.png", "caption": "look"},
+    ]
+    for message in messages:
+        assert await world.sender.handle(_request(message=message)) == "sent"
+    buttons, menu, template, image = (call["body"] for call in world.graph.calls)
+    assert buttons["interactive"]["type"] == "button"
+    assert [b["reply"]["id"] for b in buttons["interactive"]["action"]["buttons"]] == ["a", "b"]
+    assert menu["interactive"]["action"]["sections"][0]["rows"][0]["id"] == "r1"
+    assert template["template"] == {"name": "hello_world", "language": {"code": "en_US"}}
+    assert image["image"] == {"link": "https://example.com/a.png", "caption": "look"}
+
+
+def _only(world: World) -> UUID:
+    (request_id,) = world.deliveries.rows
+    return request_id
+
+
+def _claim_of(request: OutboundMessageRequested):  # type: ignore[no-untyped-def]
+    from pytake_sender.adapters.db.repository import ClaimRequest
+
+    return ClaimRequest(ORG, request.event_id, request.payload.phone_number_id, request.payload.to.key,
+                        request.payload.to.model_dump_json(), None)

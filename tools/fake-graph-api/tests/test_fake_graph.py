@@ -40,3 +40,27 @@ async def test_failure_for_one_number_spares_others(client) -> None:
     await client.post("/_fake/failures", json={"code": 130429, "phone_number_id": "200"})
     assert (await client.post("/v23.0/100/messages", json=SEND, headers=AUTH)).status_code == 200
     assert (await client.post("/v23.0/200/messages", json=SEND, headers=AUTH)).status_code == 429
+
+
+async def test_lost_request_is_not_accepted_and_slow_one_is(client) -> None:
+    await client.post("/_fake/failures", json={"mode": "lost", "delay_s": 0.01})
+    await client.post("/_fake/failures", json={"mode": "slow", "delay_s": 0.01})
+    lost = await client.post("/v23.0/100/messages", json=SEND, headers=AUTH)
+    slow = await client.post("/v23.0/100/messages", json=SEND, headers=AUTH)
+    assert lost.status_code == 504 and slow.status_code == 200
+    stats = (await client.get("/_fake/throughput", params={"phone_number_id": "100"})).json()
+    assert stats["calls"] == 2 and stats["accepted"] == 1
+
+
+async def test_calls_can_be_found_by_callback_data(client) -> None:
+    for tag in ("a", "b", "a"):
+        await client.post("/v23.0/100/messages", json={**SEND, "biz_opaque_callback_data": tag}, headers=AUTH)
+    assert len((await client.get("/_fake/calls", params={"callback": "a"})).json()) == 2
+
+
+def test_max_in_window_counts_half_open_windows() -> None:
+    from pytake_fake_graph.app import max_in_window
+
+    assert max_in_window([0.0, 0.5, 0.99, 1.0, 1.2], 1.0) == 4  # [0.5, 1.5)
+    assert max_in_window([0.0, 1.0, 2.0], 1.0) == 1
+    assert max_in_window([], 1.0) == 0

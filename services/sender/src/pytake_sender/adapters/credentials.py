@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from uuid import UUID
 
@@ -18,12 +19,22 @@ class RegistryCredentials:
                                          headers={"X-Internal-Token": internal_token})
         self._ttl_s = ttl_s
         self._cache: dict[tuple[UUID, str], tuple[float, str]] = {}
+        self._lookups: dict[tuple[UUID, str], asyncio.Future[str | None]] = {}
 
     async def access_token(self, organization_id: UUID, phone_number_id: str) -> str | None:
         key = (organization_id, phone_number_id)
         hit = self._cache.get(key)
         if hit and hit[0] > time.monotonic():
             return hit[1]
+        # One lookup per number at a time: a burst of sends shares it.
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = self._lookups[key] = asyncio.ensure_future(self._lookup(organization_id, phone_number_id))
+            lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, organization_id: UUID, phone_number_id: str) -> str | None:
+        key = (organization_id, phone_number_id)
         try:
             response = await self._client.get(
                 f"/internal/v1/organizations/{organization_id}/numbers/{phone_number_id}/credentials"
