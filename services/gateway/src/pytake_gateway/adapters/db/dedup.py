@@ -61,6 +61,9 @@ class PostgresDedupStore:
         self._pool = await asyncpg.create_pool(
             self._dsn, min_size=0, max_size=self._pool_size, timeout=self._timeout_s,
             command_timeout=self._timeout_s,
+            # These connections hold no session state (no locks, cursors, LISTEN or SET),
+            # so the default reset on release would only cost a round trip per query.
+            reset=_keep_session,
             server_settings={"search_path": self._schema, "application_name": f"pytake-{self._schema}",
                              # The message itself is made durable by Kafka; a receipt lost in a
                              # PostgreSQL crash costs at most one duplicate, never a message, so
@@ -118,3 +121,7 @@ class PostgresDedupStore:
         if self._pool is None:
             raise DedupUnavailable("dedup store not started")
         return self._pool
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    return None
