@@ -202,7 +202,7 @@ def subscribe(
                 return
             except Exception as exc:
                 tries = attempts[where] = attempts.get(where, 0) + 1
-                transient = isinstance(exc, TRANSIENT_ERRORS) or _is_transient(exc)
+                transient = isinstance(exc, TRANSIENT_ERRORS) or is_transient(exc)
                 if not transient and tries >= max_attempts:
                     attempts.pop(where, None)
                     await dead_letter(message, f"{type(exc).__name__}: {exc}", tries)
@@ -218,7 +218,7 @@ async def _raw_body(message: Any) -> bytes:
     return bytes(message.body)
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     """Driver errors that wrap a lost connection (SQLAlchemy, PyMongo) count as outages."""
     seen: set[int] = set()
     current: BaseException | None = exc

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from pytake_contracts import DeadLettered, DeadLetterPayload, Event, UnknownEventError, decode_event
 from pytake_contracts.topics import DEAD_LETTERS, TopicSpec
 from pytake_plumbing.logs import get_logger, log_context
-from pytake_plumbing.messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, _is_transient
+from pytake_plumbing.messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, is_transient
 from pytake_plumbing.settings import CommonSettings
 
 log = get_logger(__name__)
@@ -32,7 +32,7 @@ BatchHandler = Callable[[Sequence[Event]], Awaitable[Any]]
 
 
 def is_outage(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT_ERRORS) or _is_transient(exc)
+    return isinstance(exc, TRANSIENT_ERRORS) or is_transient(exc)
 
 
 class BatchConsumer:

@@ -30,7 +30,7 @@ from pytake_contracts import (
 )
 from pytake_contracts.topics import DEAD_LETTERS, MESSAGES_DELIVERY, MESSAGES_ROUTED
 from pytake_plumbing.logs import get_logger, log_context
-from pytake_plumbing.messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, _is_transient, subscribe
+from pytake_plumbing.messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, is_transient, subscribe
 
 from ..service.conversations import ConversationEngine
 from ..service.outbox_relay import OutboxRelay
@@ -46,7 +46,7 @@ async def _raw_bodies(message: Any) -> Any:
 
 
 def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT_ERRORS) or _is_transient(exc)
+    return isinstance(exc, TRANSIENT_ERRORS) or is_transient(exc)
 
 
 async def flush(relay: OutboxRelay) -> None:

@@ -21,7 +21,7 @@ from pytake_contracts import (
 )
 from pytake_contracts.topics import DEAD_LETTERS, REGISTRY_CHANGES, WEBHOOK_INBOUND
 from pytake_plumbing.logs import get_logger
-from pytake_plumbing.messaging import TRANSIENT_ERRORS, _is_transient, subscribe
+from pytake_plumbing.messaging import TRANSIENT_ERRORS, is_transient, subscribe
 from pytake_plumbing.settings import CommonSettings
 
 from ..service.routing import BatchPublisher, Outgoing, RouteCache, on_registry_changed, routed
@@ -115,7 +115,7 @@ class BatchRouter:
         except Exception as exc:
             where = (record.topic, record.partition, record.offset)
             tries = self._attempts[where] = self._attempts.get(where, 0) + 1
-            transient = isinstance(exc, TRANSIENT_ERRORS) or _is_transient(exc)
+            transient = isinstance(exc, TRANSIENT_ERRORS) or is_transient(exc)
             if not transient and tries >= self._max_attempts:
                 self._attempts.pop(where, None)
                 return self._dead_letter(record, f"{type(exc).__name__}: {exc}", tries)

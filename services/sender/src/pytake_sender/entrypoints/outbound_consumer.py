@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from pytake_contracts import Event, OutboundMessageRequested, UnknownEventError, decode_event
 from pytake_plumbing.logs import get_logger, log_context
-from pytake_plumbing.messaging import TRANSIENT_ERRORS, PermanentError, _is_transient
+from pytake_plumbing.messaging import TRANSIENT_ERRORS, PermanentError, is_transient
 
 log = get_logger(__name__)
 
@@ -190,7 +190,7 @@ class OutboundConsumer:
                     return
                 except Exception as exc:
                     attempt += 1
-                    transient = isinstance(exc, TRANSIENT_ERRORS) or _is_transient(exc)
+                    transient = isinstance(exc, TRANSIENT_ERRORS) or is_transient(exc)
                     if not transient and attempt >= MAX_HANDLER_ATTEMPTS:
                         await self._dead_letter(item.record, f"{type(exc).__name__}: {exc}", attempt)
                         return
