@@ -154,7 +154,8 @@ class ConversationEngine:
         return [template_message(fallback, {**_builtins(row.contact, None), **row.variables}), *kept]
 
     def _events(self, cause: Event | None, row: Conversation, flow: LoadedFlow, messages: list[OutboundMessage],
-                lifecycle: type[Event], error: str | None, seed: str, correlation_id: str) -> list[dict[str, Any]]:
+                lifecycle: type[Event], error: str | None, seed: str, correlation_id: str,
+                visited: list[str] | None = None) -> list[dict[str, Any]]:
         """Outbox rows for the replies and the lifecycle event; ids derive from `seed`, so a re-run repeats them."""
         org = row.organization_id
         key = f"{org}:{row.contact_key}"
@@ -175,7 +176,9 @@ class ConversationEngine:
                 **common)
             rows.append(self._outbox_row(request, outbound_topic, key))
         payload_fields = {"conversation_id": row.id, "flow_id": row.flow_id, "flow_version": flow.version,
-                          "contact_key": row.contact_key, "node_id": row.node_id, "status": row.status}
+                          "contact_key": row.contact_key, "node_id": row.node_id, "status": row.status,
+                          # The nodes this step ran, in order: the audit's flow funnel counts them.
+                          "visited": list(visited or [])}
         payload = (ConversationErrorPayload(error=error or "", **payload_fields) if lifecycle is ConversationFailed
                    else ConversationPayload(**payload_fields))
         change = lifecycle(event_id=uuid5(NAMESPACE_URL, f"pytake:conversation:{org}:{seed}"), payload=payload,
@@ -218,7 +221,8 @@ class ConversationEngine:
             else:
                 lifecycle = ConversationAdvanced
         row.updated_at = now
-        return self._events(cause, row, flow, messages, lifecycle, error, seed, correlation_id)
+        return self._events(cause, row, flow, messages, lifecycle, error, seed, correlation_id,
+                            visited=step.visited if step is not None else None)
 
     async def _loaded(self, tx: SqlUnitOfWork, row: Conversation) -> LoadedFlow:
         loaded = await self.flows.version(tx, row.organization_id, row.active_flow_id or row.flow_id,
