@@ -26,7 +26,7 @@ from pytake_contracts import ContactRef, InboundMessage, InboundMessageRouted, R
 from pytake_contracts.topics import MESSAGES_ROUTED
 from pytake_devstack.paths import STATE_DIR
 from pytake_devstack.servers import ensure_servers
-from pytake_devstack.stack import Stack, free_port
+from pytake_devstack.stack import Stack, free_ports
 from pytake_plumbing.messaging import delete_namespace_topics, ensure_topics
 from pytake_plumbing.settings import CommonSettings
 
@@ -100,7 +100,7 @@ def main() -> None:
     env = {**servers.env, "PYTAKE_NAMESPACE": namespace, "JWT_SECRET": secrets.token_urlsafe(32),
            "LOG_LEVEL": args.log_level, "FLOW_ENGINE_OUTBOX_INTERVAL_S": "0.2"}
     settings = CommonSettings.model_validate(env)
-    ports = {name: free_port() for name in ("gateway", "router", "flow-engine", "sender", "audit", "fake-graph-api")}
+    ports = free_ports()
     stack = Stack(env=env, log_dir=Path(STATE_DIR) / "bench-logs" / namespace, ports=ports)
     asyncio.run(ensure_topics(settings))
     try:

@@ -31,7 +31,7 @@ from pytake_contracts.topics import MESSAGES_OUTBOUND
 from pytake_devstack.demo_tenant import DEMO_FLOW, DEMO_TENANT
 from pytake_devstack.paths import STATE_DIR
 from pytake_devstack.servers import ensure_servers
-from pytake_devstack.stack import Stack, Tenant, free_port
+from pytake_devstack.stack import Stack, Tenant, free_ports
 from pytake_plumbing.messaging import delete_namespace_topics, ensure_topics
 from pytake_plumbing.settings import CommonSettings
 
@@ -85,7 +85,7 @@ def main() -> None:
 
     servers = ensure_servers()
     namespace = "b" + secrets.token_hex(4)
-    ports = {name: free_port() for name in ("gateway", "router", "flow-engine", "sender", "audit", "fake-graph-api")}
+    ports = free_ports()
     env = {**servers.env, "PYTAKE_NAMESPACE": namespace, "ROUTER_SECRETS_KEYS": Fernet.generate_key().decode(),
            "PYTAKE_INTERNAL_TOKEN": secrets.token_urlsafe(16), "JWT_SECRET": secrets.token_urlsafe(32),
            "FAKE_GRAPH_LATENCY_MS": str(args.latency_ms), "LOG_LEVEL": "WARNING",

@@ -18,13 +18,13 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from cryptography.fernet import Fernet
 
 from pytake_contracts import Event, OutboundMessageRequested, decode_event, encode_event
 from pytake_contracts.topics import MESSAGES_OUTBOUND, TopicSpec
 from pytake_devstack.demo_tenant import DEMO_FLOW, DEMO_TENANT
 from pytake_devstack.paths import STATE_DIR
-from pytake_devstack.stack import Stack, Tenant, free_port
+from pytake_devstack.pytest_plugin import pipeline_env
+from pytake_devstack.stack import Stack, Tenant, free_port, free_ports
 from pytake_plumbing.messaging import delete_namespace_topics, ensure_topics
 from pytake_plumbing.settings import CommonSettings
 
@@ -181,16 +181,9 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 def start_sender_stack(servers_env: dict[str, str]) -> SenderStack:
     namespace = "s" + secrets.token_hex(4)
-    ports = {name: free_port() for name in ("gateway", "router", "flow-engine", "sender", "audit", "fake-graph-api")}
+    ports = free_ports()
     env = {
-        **servers_env,
-        "PYTAKE_NAMESPACE": namespace,
-        "ROUTER_SECRETS_KEYS": Fernet.generate_key().decode(),
-        "PYTAKE_INTERNAL_TOKEN": secrets.token_urlsafe(16),
-        "JWT_SECRET": secrets.token_urlsafe(32),
-        "GATEWAY_SECRETS_SOURCE": "demo",
-        "GATEWAY_DEMO_APP_SECRET": DEMO_TENANT.app_secret,
-        "GATEWAY_DEMO_VERIFY_TOKEN": DEMO_TENANT.verify_token,
+        **pipeline_env(servers_env, namespace),
         "GATEWAY_DEDUP_STORE": "memory",
         "FAKE_GRAPH_WEBHOOK_URL": f"http://127.0.0.1:{ports['gateway']}/api/v1/webhooks/whatsapp",
         "FAKE_GRAPH_APP_SECRET": DEMO_TENANT.app_secret,

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 
 from pytake_devstack import meta_payloads
 from pytake_devstack.demo_tenant import DEMO_TENANT
 from pytake_devstack.paths import SERVERS_SCRIPT, STATE_DIR
-from pytake_devstack.pytest_plugin import _drop_namespace
+from pytake_devstack.pytest_plugin import _drop_namespace, pipeline_env
 from pytake_devstack.servers import Servers
-from pytake_devstack.stack import Stack, free_port
+from pytake_devstack.stack import Stack, free_port, free_ports
 from pytake_plumbing.mongo import make_mongo_client
 from pytake_plumbing.settings import CommonSettings
 
@@ -71,20 +70,8 @@ def own_mongo() -> Iterator[OwnMongo]:
 @pytest.fixture(scope="module")
 def outage_stack(servers: Servers, own_mongo: OwnMongo) -> Iterator[tuple[Stack, CommonSettings]]:
     namespace = "t" + secrets.token_hex(4)
-    env = {
-        **servers.env,
-        "MONGODB_URL": own_mongo.url,
-        "PYTAKE_NAMESPACE": namespace,
-        "ROUTER_SECRETS_KEYS": Fernet.generate_key().decode(),
-        "PYTAKE_INTERNAL_TOKEN": secrets.token_urlsafe(16),
-        "JWT_SECRET": secrets.token_urlsafe(32),
-        "GATEWAY_SECRETS_SOURCE": "demo",
-        "GATEWAY_DEMO_APP_SECRET": DEMO_TENANT.app_secret,
-        "GATEWAY_DEMO_VERIFY_TOKEN": DEMO_TENANT.verify_token,
-        "SENDER_BACKOFF_BASE_S": "0.05",
-        "LOG_LEVEL": "INFO",
-    }
-    ports = {name: free_port() for name in ("gateway", "router", "flow-engine", "sender", "audit", "fake-graph-api")}
+    env = {**pipeline_env(servers.env, namespace), "MONGODB_URL": own_mongo.url}
+    ports = free_ports()
     stack = Stack(env=env, log_dir=Path(STATE_DIR) / "test-logs" / f"{namespace}-outage", ports=ports)
     settings = CommonSettings.model_validate(env)
     stack.prepare([DEMO_TENANT])

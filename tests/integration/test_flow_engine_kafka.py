@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from pytake_contracts import ContactRef, InboundMessage, InboundMessageRouted, RoutedInboundPayload, Route
 from pytake_contracts.topics import CONVERSATION_EVENTS, MESSAGES_OUTBOUND, MESSAGES_ROUTED
 from pytake_devstack.paths import STATE_DIR
-from pytake_devstack.stack import Stack, free_port
+from pytake_devstack.stack import Stack, free_ports
 from pytake_plumbing.auth import AuthSettings, Principal, Role, issue_access_token
 from pytake_plumbing.messaging import delete_namespace_topics, ensure_topics
 from pytake_plumbing.settings import CommonSettings
@@ -46,7 +46,7 @@ def engine_stack(servers, namespace: str) -> Iterator[Stack]:
         "FLOW_ENGINE_OUTBOX_INTERVAL_S": "0.5",
         "LOG_LEVEL": "INFO",
     }
-    ports = {name: free_port() for name in ("gateway", "router", "flow-engine", "sender", "audit", "fake-graph-api")}
+    ports = free_ports()
     stack = Stack(env=env, log_dir=Path(STATE_DIR) / "test-logs" / env["PYTAKE_NAMESPACE"], ports=ports)
     settings = CommonSettings.model_validate(env)
     asyncio.run(ensure_topics(settings))

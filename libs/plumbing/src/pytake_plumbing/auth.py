@@ -11,7 +11,6 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
 from uuid import UUID, uuid4
 
 import jwt

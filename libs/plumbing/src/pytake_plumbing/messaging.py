@@ -124,6 +124,31 @@ class EventPublisher:
 Handler = Callable[[Event], Awaitable[None]]
 
 
+def dead_letter_event(record: Any, *, consumer: str, error: str, attempts: int,
+                      correlation_id: str | None = None) -> DeadLettered:
+    """The dead-letter event for a Kafka record `consumer` gave up on (and the log line saying so).
+
+    The correlation id is the given one, else the record's `correlation_id` header.
+    """
+    if correlation_id is None:
+        for name, value in record.headers or ():
+            if name == "correlation_id" and value:
+                correlation_id = bytes(value).decode(errors="replace")
+    log.error("dead_lettered", origin_topic=record.topic, offset=record.offset, error=error[:500])
+    return DeadLettered(
+        correlation_id=correlation_id or "unknown",
+        producer=consumer,
+        payload=DeadLetterPayload(
+            origin_topic=record.topic,
+            consumer=consumer,
+            error=error[:2000],
+            attempts=attempts,
+            key=record.key.decode(errors="replace") if record.key else None,
+            original=(record.value or b"").decode(errors="replace"),
+        ),
+    )
+
+
 def subscribe(
     broker: KafkaBroker,
     settings: CommonSettings,
@@ -151,20 +176,8 @@ def subscribe(
 
     async def dead_letter(message: KafkaMessage, error: str, tries: int) -> None:
         record = message.raw_message
-        correlation = message.correlation_id or "unknown"
-        event = DeadLettered(
-            correlation_id=correlation,
-            producer=service,
-            payload=DeadLetterPayload(
-                origin_topic=record.topic,
-                consumer=service,
-                error=error[:2000],
-                attempts=tries,
-                key=record.key.decode(errors="replace") if record.key else None,
-                original=(record.value or b"").decode(errors="replace"),
-            ),
-        )
-        log.error("dead_lettered", origin_topic=record.topic, offset=record.offset, error=error[:500])
+        event = dead_letter_event(record, consumer=service, error=error, attempts=tries,
+                                  correlation_id=message.correlation_id)
         await publisher.publish(DEAD_LETTERS, event, record.topic)
 
     group_id = settings.consumer_group(service)

@@ -16,7 +16,7 @@ from pytake_plumbing.settings import CommonSettings
 from .demo_tenant import DEMO_FLOW, DEMO_TENANT
 from .paths import STATE_DIR
 from .servers import Servers, ensure_servers
-from .stack import Stack, Tenant, free_port
+from .stack import Stack, Tenant, free_ports
 
 OTHER_TENANT = Tenant(
     organization_id="5b1e0f7e-2222-4c1a-8d7e-000000000001",
@@ -63,11 +63,10 @@ async def topics(settings: CommonSettings) -> AsyncIterator[CommonSettings]:
     await delete_namespace_topics(settings)
 
 
-@pytest.fixture(scope="session")
-def pipeline(servers: Servers, settings: CommonSettings, namespace: str) -> Iterator[Stack]:
-    """The five services and the fake Graph API as real processes, in this run's namespace."""
-    env = {
-        **servers.env,
+def pipeline_env(servers_env: dict[str, str], namespace: str) -> dict[str, str]:
+    """Environment of a test stack: its own namespace and secrets, demo webhook secrets, quick retries."""
+    return {
+        **servers_env,
         "PYTAKE_NAMESPACE": namespace,
         "ROUTER_SECRETS_KEYS": Fernet.generate_key().decode(),
         "PYTAKE_INTERNAL_TOKEN": secrets.token_urlsafe(16),
@@ -78,7 +77,13 @@ def pipeline(servers: Servers, settings: CommonSettings, namespace: str) -> Iter
         "SENDER_BACKOFF_BASE_S": "0.05",
         "LOG_LEVEL": "INFO",
     }
-    ports = {name: free_port() for name in ("gateway", "router", "flow-engine", "sender", "audit", "fake-graph-api")}
+
+
+@pytest.fixture(scope="session")
+def pipeline(servers: Servers, settings: CommonSettings, namespace: str) -> Iterator[Stack]:
+    """The five services and the fake Graph API as real processes, in this run's namespace."""
+    env = pipeline_env(servers.env, namespace)
+    ports = free_ports()
     stack = Stack(env=env, log_dir=Path(STATE_DIR) / "test-logs" / namespace, ports=ports)
     stack.prepare([DEMO_TENANT, OTHER_TENANT])
     try:

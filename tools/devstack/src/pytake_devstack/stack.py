@@ -43,6 +43,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports() -> dict[str, int]:
+    """A free loopback port for every process a Stack may start."""
+    return {name: free_port() for name in DEFAULT_PORTS}
+
+
 @dataclass
 class Tenant:
     """A tenant to seed: organization, one number, its default chatbot and flow."""

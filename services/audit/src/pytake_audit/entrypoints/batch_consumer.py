@@ -20,10 +20,10 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
-from pytake_contracts import DeadLettered, DeadLetterPayload, Event, UnknownEventError, decode_event
+from pytake_contracts import Event, UnknownEventError, decode_event
 from pytake_contracts.topics import DEAD_LETTERS, TopicSpec
 from pytake_plumbing.logs import get_logger, log_context
-from pytake_plumbing.messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, is_transient
+from pytake_plumbing.messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, dead_letter_event, is_transient
 from pytake_plumbing.settings import CommonSettings
 
 log = get_logger(__name__)
@@ -110,23 +110,7 @@ class BatchConsumer:
         await asyncio.sleep(min(self._max_backoff_s, 0.1 * 2 ** min(self._outage_attempts, 10)))
 
     async def _dead_letter(self, record: ConsumerRecord, error: str, tries: int) -> None:
-        correlation = "unknown"
-        for name, value in record.headers or ():
-            if name == "correlation_id":
-                correlation = value.decode(errors="replace")
-        letter = DeadLettered(
-            correlation_id=correlation,
-            producer=self._service,
-            payload=DeadLetterPayload(
-                origin_topic=record.topic,
-                consumer=self._service,
-                error=error[:2000],
-                attempts=tries,
-                key=record.key.decode(errors="replace") if record.key else None,
-                original=(record.value or b"").decode(errors="replace"),
-            ),
-        )
-        log.error("dead_lettered", origin_topic=record.topic, offset=record.offset, error=error[:500])
+        letter = dead_letter_event(record, consumer=self._service, error=error, attempts=tries)
         await self._publisher.publish(DEAD_LETTERS, letter, record.topic)
 
 

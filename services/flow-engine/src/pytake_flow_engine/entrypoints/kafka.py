@@ -20,8 +20,6 @@ from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from pytake_contracts import (
-    DeadLettered,
-    DeadLetterPayload,
     Event,
     InboundMessageRouted,
     MessageFailed,
@@ -30,7 +28,14 @@ from pytake_contracts import (
 )
 from pytake_contracts.topics import DEAD_LETTERS, MESSAGES_DELIVERY, MESSAGES_ROUTED
 from pytake_plumbing.logs import get_logger, log_context
-from pytake_plumbing.messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, is_transient, subscribe
+from pytake_plumbing.messaging import (
+    TRANSIENT_ERRORS,
+    EventPublisher,
+    PermanentError,
+    dead_letter_event,
+    is_transient,
+    subscribe,
+)
 
 from ..service.conversations import ConversationEngine
 from ..service.outbox_relay import OutboxRelay
@@ -73,15 +78,8 @@ def register(broker: KafkaBroker, settings: FlowEngineSettings, engine: Conversa
         return crash
 
     async def dead_letter(record: ConsumerRecord, error: str, tries: int, correlation: str | None) -> None:
-        event = DeadLettered(
-            correlation_id=correlation or "unknown",
-            producer=SERVICE,
-            payload=DeadLetterPayload(
-                origin_topic=record.topic, consumer=SERVICE, error=error[:2000], attempts=tries,
-                key=record.key.decode(errors="replace") if record.key else None,
-                original=(record.value or b"").decode(errors="replace")),
-        )
-        log.error("dead_lettered", origin_topic=record.topic, offset=record.offset, error=error[:500])
+        event = dead_letter_event(record, consumer=SERVICE, error=error, attempts=tries,
+                                  correlation_id=correlation or "unknown")
         await publisher.publish(DEAD_LETTERS, event, record.topic)
 
     async def one_by_one(items: list[tuple[ConsumerRecord, InboundMessageRouted]]) -> None:

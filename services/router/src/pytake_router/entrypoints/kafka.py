@@ -10,8 +10,6 @@ from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 
 from pytake_contracts import (
-    DeadLettered,
-    DeadLetterPayload,
     Event,
     InboundMessageReceived,
     RegistryChanged,
@@ -21,7 +19,7 @@ from pytake_contracts import (
 )
 from pytake_contracts.topics import DEAD_LETTERS, REGISTRY_CHANGES, WEBHOOK_INBOUND
 from pytake_plumbing.logs import get_logger
-from pytake_plumbing.messaging import TRANSIENT_ERRORS, is_transient, subscribe
+from pytake_plumbing.messaging import TRANSIENT_ERRORS, dead_letter_event, is_transient, subscribe
 from pytake_plumbing.settings import CommonSettings
 
 from ..service.routing import BatchPublisher, Outgoing, RouteCache, on_registry_changed, routed
@@ -126,19 +124,7 @@ class BatchRouter:
 
     @staticmethod
     def _dead_letter(record: Any, error: str, tries: int) -> Outgoing:
-        log.error("dead_lettered", origin_topic=record.topic, offset=record.offset, error=error[:500])
-        event = DeadLettered(
-            correlation_id=_header(record, "correlation_id") or "unknown",
-            producer=SERVICE,
-            payload=DeadLetterPayload(
-                origin_topic=record.topic,
-                consumer=SERVICE,
-                error=error[:2000],
-                attempts=tries,
-                key=record.key.decode(errors="replace") if record.key else None,
-                original=(record.value or b"").decode(errors="replace"),
-            ),
-        )
+        event = dead_letter_event(record, consumer=SERVICE, error=error, attempts=tries)
         return DEAD_LETTERS, event, record.topic
 
 
@@ -148,10 +134,3 @@ def _event_fields(event: Event) -> dict[str, str]:
     if event.organization_id:
         fields["organization_id"] = str(event.organization_id)
     return fields
-
-
-def _header(record: Any, name: str) -> str | None:
-    for key, value in record.headers or ():
-        if key == name and value:
-            return bytes(value).decode(errors="replace")
-    return None

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaBroker
 
-from pytake_contracts import DeadLettered, DeadLetterPayload, Event, RegistryChanged, StatusRouted, decode_event
+from pytake_contracts import Event, RegistryChanged, StatusRouted, decode_event
 from pytake_contracts.topics import DEAD_LETTERS, MESSAGES_OUTBOUND, REGISTRY_CHANGES, STATUSES_ROUTED
 from pytake_plumbing.logs import get_logger
-from pytake_plumbing.messaging import EventPublisher, subscribe
+from pytake_plumbing.messaging import EventPublisher, dead_letter_event, subscribe
 
 from ..service.send import PRODUCER, Sender
 from ..service.statuses import StatusJoins, join_status
@@ -24,11 +24,8 @@ def outbound_consumer(settings: SenderSettings, sender: Sender, publisher: Event
             correlation = decode_event(record.value or b"").correlation_id
         except ValueError:
             correlation = "unknown"
-        letter = DeadLettered(correlation_id=correlation, producer=PRODUCER, payload=DeadLetterPayload(
-            origin_topic=record.topic, consumer=PRODUCER, error=error[:2000], attempts=attempts,
-            key=record.key.decode(errors="replace") if record.key else None,
-            original=(record.value or b"").decode(errors="replace")))
-        log.error("dead_lettered", origin_topic=record.topic, offset=record.offset, error=error[:500])
+        letter = dead_letter_event(record, consumer=PRODUCER, error=error, attempts=attempts,
+                                   correlation_id=correlation)
         await publisher.publish(DEAD_LETTERS, letter, record.topic)
 
     return OutboundConsumer(
