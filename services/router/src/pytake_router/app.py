@@ -16,6 +16,7 @@ from pytake_plumbing.database import make_engine, make_session_factory
 from pytake_plumbing.errors import error_body
 from pytake_plumbing.logs import configure_logging, log_context
 from pytake_plumbing.messaging import EventPublisher, make_broker
+from pytake_plumbing.record_producer import RecordProducer
 from pytake_plumbing.service_app import build_service_app, kafka_reachable
 from pytake_plumbing.tracing import configure_tracing
 
@@ -24,7 +25,6 @@ from .adapters.db.repository import RegistryRepository
 from .adapters.db.unit_of_work import SqlUnitOfWork
 from .adapters.outbox_relay import OutboxRelay
 from .adapters.passwords import Argon2Passwords
-from .adapters.record_producer import RecordProducer
 from .domain.errors import RegistryError
 from .domain.model import NumberRoute
 from .entrypoints import api, http, kafka

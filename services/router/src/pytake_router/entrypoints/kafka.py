@@ -31,7 +31,7 @@ log = get_logger(__name__)
 
 def register(broker: KafkaBroker, settings: CommonSettings, cache: RouteCache, publisher: BatchPublisher, *,
              max_records: int = 500, max_attempts: int = 5, max_backoff_s: float = 5.0) -> None:
-    """`publisher` sends the routed records (a lean producer: see adapters.record_producer)."""
+    """`publisher` sends the routed records (a lean producer: see pytake_plumbing.record_producer)."""
     router = BatchRouter(cache, publisher, max_attempts=max_attempts, max_backoff_s=max_backoff_s)
 
     @broker.subscriber(

@@ -1,7 +1,7 @@
-"""A lean Kafka producer for the routing hot path.
+"""A lean Kafka producer for hot paths (routing, webhook intake, sending).
 
 The broker's publish goes through FastStream's middlewares (a tracing span per
-record), which costs more than routing itself. Routed events already carry their
+record), which costs more than the work of a hot path itself. Events already carry their
 trace context in the envelope; this producer copies it into the `traceparent`
 header as well, so consumers' tracing middleware continues the same trace. Same
 guarantees as the broker: acks from all in-sync replicas, idempotent retries.
@@ -16,10 +16,11 @@ from aiokafka import AIOKafkaProducer
 
 from pytake_contracts import Event, encode_event
 from pytake_contracts.topics import TopicSpec
-from pytake_plumbing.settings import CommonSettings
-from pytake_plumbing.tracing import current_trace_context
 
-from ..service.routing import Outgoing
+from .settings import CommonSettings
+from .tracing import current_trace_context
+
+Outgoing = tuple[TopicSpec, Event, str]  # topic, event, record key
 
 
 class RecordProducer:
@@ -50,7 +51,7 @@ class RecordProducer:
     async def publish_all(self, items: Sequence[Outgoing]) -> None:
         """Send every record, then wait until Kafka acknowledged all of them."""
         if self._producer is None:
-            raise ConnectionError("the routing producer is not started")
+            raise ConnectionError("the record producer is not started")
         items = [(spec, _with_trace(event), key) for spec, event, key in items]
         producer = self._producer
         deliveries = [
