@@ -12,8 +12,9 @@ from pytake_contracts.topics import WEBHOOK_INBOUND
 from pytake_devstack import meta_payloads
 from pytake_devstack import meta_samples as meta
 from pytake_gateway.adapters.memory_dedup import InMemoryDedupStore
-from pytake_gateway.app import create_app
+from pytake_gateway.app import create_app, serving_app
 from pytake_gateway.settings import GatewaySettings
+from pytake_plumbing.messaging import EventPublisher, make_broker
 
 SECRET = "unit-secret"
 PATH = "/api/v1/webhooks/whatsapp"
@@ -23,9 +24,11 @@ BASE_SETTINGS = {
     "GATEWAY_MAX_BODY_BYTES": 16384, "PYTAKE_NAMESPACE": "unit"}
 
 
-async def _running(settings: dict):
-    app = create_app(GatewaySettings.model_validate(settings), dedup=InMemoryDedupStore(time.monotonic))
-    broker = app.state.broker
+async def _running(settings: dict, fast_path: bool = True):
+    config = GatewaySettings.model_validate(settings)
+    broker = make_broker(config, "gateway")
+    app = create_app(config, dedup=InMemoryDedupStore(time.monotonic), broker=broker,
+                     publisher=EventPublisher(broker, config))
     received: list[str] = []
 
     @broker.subscriber(WEBHOOK_INBOUND.full_name("unit"))
@@ -34,14 +37,15 @@ async def _running(settings: dict):
 
     async with TestKafkaBroker(broker):
         async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
+            transport = httpx.ASGITransport(app=serving_app(app) if fast_path else app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
                 yield client, received
 
 
-@pytest.fixture
-async def gateway():
-    async for running in _running(BASE_SETTINGS):
+# The server runs webhook POSTs on the fast path; FastAPI's documented routes must answer the same.
+@pytest.fixture(params=["fast path", "fastapi routes"])
+async def gateway(request):
+    async for running in _running(BASE_SETTINGS, fast_path=request.param == "fast path"):
         yield running
 
 
@@ -186,7 +190,19 @@ async def test_health_docs_and_metrics_are_served(gateway) -> None:
     assert (await client.get("/api/v1/docs")).status_code == 200
     paths = (await client.get("/api/v1/openapi.json")).json()["paths"]
     assert PATH in paths and PATH + "/{meta_app_id}" in paths
+    documented = paths[PATH + "/{meta_app_id}"]["post"]
+    assert {p["name"] for p in documented["parameters"]} >= {"meta_app_id", "X-Hub-Signature-256"}
+    assert {"200", "401", "413", "415", "503"} <= set(documented["responses"])
     await _signed(client, meta.webhook(meta.value(contacts=[meta.contact()], messages=[meta.messages()["text"]])))
     assert await _metric(client, 'pytake_gateway_webhooks_total{status="200"}') == 1
     assert await _metric(client, "pytake_gateway_ack_seconds_count") == 1
     assert await _metric(client, 'pytake_gateway_events_published_total{event_type="webhook.message_received"}') == 1
+
+
+async def test_a_path_that_is_no_webhook_path_gets_fastapi_s_answer(gateway) -> None:
+    client, received = gateway
+    body = meta.encode(meta.webhook(meta.value(contacts=[meta.contact()], messages=[meta.messages()["text"]])))
+    for path in (PATH + "/app/extra", PATH + "/bad%20id"):
+        answer = await _post(client, body, meta_payloads.sign(body, SECRET), path=path)
+        assert answer.status_code in {404, 422} and answer.json()["error"]["code"] in {"not_found", "validation_error"}
+    assert received == []

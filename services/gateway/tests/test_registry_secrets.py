@@ -19,7 +19,7 @@ from pytake_gateway.adapters.secrets import RegistrySecretSource
 from pytake_gateway.app import create_app
 from pytake_gateway.service.ingest import SecretsUnavailable
 from pytake_gateway.settings import GatewaySettings
-from pytake_plumbing.messaging import EventPublisher
+from pytake_plumbing.messaging import EventPublisher, make_broker
 
 TOKEN = "internal-token"
 
@@ -105,8 +105,9 @@ async def test_registry_mode_over_http_with_rotation_announced_on_kafka() -> Non
     settings = GatewaySettings.model_validate({"GATEWAY_SECRETS_SOURCE": "registry", "PYTAKE_INTERNAL_TOKEN": TOKEN,
                                                "PYTAKE_NAMESPACE": "unitreg"})
     source = _source(registry, Clock())
-    app = create_app(settings, secrets=source, dedup=InMemoryDedupStore(time.monotonic))
-    broker = app.state.broker
+    broker = make_broker(settings, "gateway")
+    app = create_app(settings, secrets=source, dedup=InMemoryDedupStore(time.monotonic), broker=broker,
+                     publisher=EventPublisher(broker, settings))
     path = "/api/v1/webhooks/whatsapp/app1"
 
     def post(client: httpx.AsyncClient, secret: str, url: str = path):

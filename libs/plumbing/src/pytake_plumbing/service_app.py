@@ -30,7 +30,9 @@ def build_service_app(
     readiness: Sequence[ReadinessCheck] = (),
     start_broker: bool = True,
     title: str | None = None,
+    telemetry: dict[str, object] | None = None,
 ) -> FastAPI:
+    """`telemetry` tunes FastAPI's own OpenTelemetry spans (a hot path may drop the per-operation ones)."""
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for hook in on_startup:
@@ -57,6 +59,7 @@ def build_service_app(
         docs_url="/api/v1/docs",
         openapi_url="/api/v1/openapi.json",
         redoc_url=None,
+        telemetry=telemetry,  # type: ignore[arg-type]
     )
 
     @app.get("/api/v1/health", tags=["health"])

@@ -8,21 +8,23 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 from faststream.kafka import KafkaBroker
 
 from pytake_plumbing.logs import configure_logging, get_logger
-from pytake_plumbing.messaging import EventPublisher, make_broker
+from pytake_plumbing.messaging import make_broker
+from pytake_plumbing.record_producer import RecordProducer
 from pytake_plumbing.service_app import build_service_app, kafka_reachable
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.db.dedup import PostgresDedupStore
-from .adapters.kafka_sink import KafkaEventSink
+from .adapters.kafka_sink import EventsPublisher, KafkaEventSink
 from .adapters.memory_dedup import InMemoryDedupStore
 from .adapters.metrics import GatewayMetrics
 from .adapters.secrets import DemoSecretSource, RegistrySecretSource
 from .domain.rate_limit import TokenBucketLimiter
 from .entrypoints import kafka
-from .entrypoints.http import WebhookEndpoints, metrics_router, webhook_router
+from .entrypoints.http import WebhookEndpoints, WebhookFastPath, is_webhook_post, metrics_router, webhook_router
 from .service.ingest import DedupStore, DedupUnavailable, SecretSource, WebhookIngestor
 from .settings import GatewaySettings
 
@@ -33,13 +35,23 @@ log = get_logger(__name__)
 
 
 def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource | None = None,
-               dedup: DedupStore | None = None, broker: KafkaBroker | None = None) -> FastAPI:
+               dedup: DedupStore | None = None, broker: KafkaBroker | None = None,
+               publisher: EventsPublisher | None = None) -> FastAPI:
+    """`publisher` defaults to the lean record producer; unit tests pass one on FastStream's test broker."""
     settings = settings or GatewaySettings()
     configure_logging(SERVICE, settings.log_level)
     broker = broker or make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
-    sink = KafkaEventSink(EventPublisher(broker, settings), settings.publish_timeout_s)
+    # A lean producer (no per-record middleware): the webhook's span already covers the publish.
+    # A short linger lets one produce request carry the records of many concurrent webhooks:
+    # the broker's cost is per request, and 3 ms is well inside Meta's patience.
     on_startup: list = []
     on_shutdown: list = []
+    if publisher is None:
+        producer = RecordProducer(settings, f"pytake-{SERVICE}-webhooks", linger_ms=settings.publish_linger_ms)
+        on_startup.append(producer.start)
+        on_shutdown.append(producer.stop)
+        publisher = producer
+    sink = KafkaEventSink(publisher, settings.publish_timeout_s)
 
     if secrets is None:
         secrets, close_secrets = _secret_source(settings)
@@ -55,8 +67,11 @@ def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource
     async def kafka_ready() -> bool:
         return await kafka_reachable(broker)
 
+    # FastAPI's spans (server, dependencies, endpoint, serialisation) cost more per webhook
+    # than its durable publish: the webhook POST has one span of its own (WebhookFastPath).
     app = build_service_app(SERVICE, broker, readiness=[kafka_ready], on_startup=on_startup,
-                            on_shutdown=on_shutdown)
+                            on_shutdown=on_shutdown,
+                            telemetry={"operation_spans": False, "exclude": is_webhook_post})
     metrics = GatewayMetrics()
     limiter = TokenBucketLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, time.monotonic)
     ingestor = WebhookIngestor(secrets, dedup, sink, lease_s=settings.dedup_claim_lease_s)
@@ -64,9 +79,15 @@ def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource
     app.include_router(webhook_router(endpoints))
     app.include_router(metrics_router(metrics))
     app.state.broker = broker
+    app.state.webhooks = endpoints
     app.state.metrics = metrics
     app.state.secrets = secrets
     return app
+
+
+def serving_app(app: FastAPI) -> ASGIApp:
+    """What the server runs: webhook POSTs take the fast path, everything else goes through FastAPI."""
+    return WebhookFastPath(app, app.state.webhooks)
 
 
 def _secret_source(settings: GatewaySettings):  # noqa: ANN202 - (source, closer)

@@ -8,7 +8,7 @@ import uvicorn
 
 from pytake_plumbing.database import run_migrations
 
-from .app import MIGRATIONS, SERVICE, create_app
+from .app import MIGRATIONS, SERVICE, create_app, serving_app
 from .settings import GatewaySettings
 
 
@@ -22,7 +22,9 @@ def cli(argv: list[str] | None = None) -> None:
     if args.command == "migrate":
         run_migrations(MIGRATIONS, settings.database_url, settings.db_schema(SERVICE))
     else:
-        uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None)
+        # No access log: every webhook is counted and timed in the metrics, and logged when refused.
+        uvicorn.run(serving_app(create_app(settings)), host=settings.http_host, port=settings.http_port,
+                    log_config=None, access_log=False)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ class GatewaySettings(CommonSettings):
 
     max_body_bytes: int = Field(default=1024 * 1024, alias="GATEWAY_MAX_BODY_BYTES")
     publish_timeout_s: float = Field(default=5.0, alias="GATEWAY_PUBLISH_TIMEOUT_S")
+    publish_linger_ms: int = Field(default=3, alias="GATEWAY_PUBLISH_LINGER_MS")
 
     # postgres: shared by every replica (normal operation). memory: one process only (tests, benchmarks).
     dedup_store: Literal["postgres", "memory"] = Field(default="postgres", alias="GATEWAY_DEDUP_STORE")

@@ -1,13 +1,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
 
 from pytake_contracts import Event
 from pytake_contracts.topics import TopicSpec
-from pytake_plumbing.messaging import EventPublisher
 
 from ..service.ingest import PublishStillPending
+
+
+class EventsPublisher(Protocol):
+    def publish_all(self, items: Sequence[tuple[TopicSpec, Event, str]]) -> Awaitable[None]:
+        """Done once Kafka acknowledged every record."""
+        ...
 
 
 class KafkaEventSink:
@@ -18,7 +24,7 @@ class KafkaEventSink:
     its completion is handed back (PublishStillPending) for the caller to settle later.
     """
 
-    def __init__(self, publisher: EventPublisher, timeout_s: float) -> None:
+    def __init__(self, publisher: EventsPublisher, timeout_s: float) -> None:
         self._publisher = publisher
         self._timeout_s = timeout_s
 

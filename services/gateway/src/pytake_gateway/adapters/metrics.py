@@ -31,5 +31,15 @@ class GatewayMetrics:
             "pytake_gateway_ack_seconds", "Time from request to answer of webhook POSTs",
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=self.registry)
 
+        self._by_status: dict[int, Counter] = {}
+
+    def answered(self, status: int, seconds: float) -> None:
+        """One webhook POST answered (label children are kept: this runs for every delivery)."""
+        counter = self._by_status.get(status)
+        if counter is None:
+            counter = self._by_status[status] = self.webhooks.labels(str(status))
+        counter.inc()
+        self.ack_seconds.observe(seconds)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
