@@ -55,6 +55,7 @@ class RecordProducer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._poller: threading.Thread | None = None
+        self._reports: list[tuple[asyncio.Future[None], KafkaError | None]] = []
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -70,8 +71,6 @@ class RecordProducer:
         if producer is None or poller is None:
             return
         self._producer = None
-        # Whatever is buffered gets its chance to land (and its waiters an answer) before the thread ends.
-        await asyncio.get_running_loop().run_in_executor(None, producer.flush, 10.0)
         self._stopping.set()
         await asyncio.get_running_loop().run_in_executor(None, poller.join)
 
@@ -100,26 +99,37 @@ class RecordProducer:
         return asyncio.gather(*deliveries)
 
     def _poll_until_stopped(self) -> None:
-        producer = self._producer
-        assert producer is not None
+        producer, loop = self._producer, self._loop
+        assert producer is not None and loop is not None
         while not self._stopping.is_set():
             producer.poll(0.1)
+            self._hand_over(loop)
+        # Whatever is buffered gets its chance to land, and its waiters an answer, before the thread ends.
+        producer.flush(10.0)
+        self._hand_over(loop)
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        # One wake-up of the event loop per poll, for every report it served (a produce
+        # response acknowledges many records at once), not one per record.
+        reports, self._reports = self._reports, []
+        if reports:
+            loop.call_soon_threadsafe(_settle_all, reports)
 
     def _delivered(self, delivered: asyncio.Future[None], error: KafkaError | None, _: Message) -> None:
-        """Runs on the poll thread: hand the outcome to the event loop."""
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(_settle, delivered, error)
+        """Runs on the poll thread, inside poll() or flush(): collect the outcome for the event loop."""
+        self._reports.append((delivered, error))
 
 
-def _settle(delivered: asyncio.Future[None], error: KafkaError | None) -> None:
-    if delivered.done():
-        return
-    if error is None:
-        delivered.set_result(None)
-    elif error.retriable() or error.code() in _OUTAGE_CODES:
-        delivered.set_exception(KafkaUnavailable(error.str()))
-    else:
-        delivered.set_exception(RecordNotStored(error.str()))
+def _settle_all(reports: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
+    for delivered, error in reports:
+        if delivered.done():
+            continue
+        if error is None:
+            delivered.set_result(None)
+        elif error.retriable() or error.code() in _OUTAGE_CODES:
+            delivered.set_exception(KafkaUnavailable(error.str()))
+        else:
+            delivered.set_exception(RecordNotStored(error.str()))
 
 
 _OUTAGE_CODES = {KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,

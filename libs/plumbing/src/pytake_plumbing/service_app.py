@@ -3,6 +3,7 @@ with its Kafka broker started and stopped in the app's lifespan."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -41,6 +42,7 @@ def build_service_app(
             await broker.start()
         for hook in on_started:
             await hook()
+        tune_garbage_collector()
         log.info("service_started", service=service)
         try:
             yield
@@ -81,6 +83,18 @@ def build_service_app(
         return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
 
     return app
+
+
+def tune_garbage_collector() -> None:
+    """Run once startup is done: the cyclic collector took a tenth of a hot path's CPU.
+
+    What exists after startup (modules, app, pools) lives as long as the process: frozen,
+    it is never scanned again. Requests allocate many short-lived containers that reference
+    counting frees; young collections every 50,000 allocations instead of 700 still catch
+    the rare cycle.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 async def kafka_reachable(broker: KafkaBroker) -> bool:
