@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -76,6 +77,12 @@ def count_accepted(graph_url: str) -> int:
     return int(httpx.get(f"{graph_url}/_fake/throughput", timeout=60).json()["accepted"])
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=20000)
@@ -112,18 +119,28 @@ def main() -> None:
                                   env=stack._env(), stdout=open(stack.log_dir / "sender.log", "ab"),  # noqa: SIM115
                                   stderr=subprocess.STDOUT, start_new_session=True)
         graph_url = stack.url("fake-graph-api")
+        graph_pid = stack.processes["fake-graph-api"].pid
         deadline = started + 600
-        while count_accepted(graph_url) < args.messages:
+        cpu_from: tuple[int, float, float] | None = None  # accepted so far, CPU of the sender and fake Graph API
+        while (accepted := count_accepted(graph_url)) < args.messages:
             if sender.poll() is not None or time.perf_counter() > deadline:
                 raise SystemExit(f"sender stopped or too slow; see {stack.log_dir / 'sender.log'}")
+            if cpu_from is None and accepted:
+                cpu_from = (accepted, cpu_seconds(sender.pid), cpu_seconds(graph_pid))
             time.sleep(0.5)
         wall = time.perf_counter() - started
+        cpu_to = (args.messages, cpu_seconds(sender.pid), cpu_seconds(graph_pid))
         times, distinct = accepted_calls(graph_url)
         span = times[-1] - times[0]
         print(f"sender: {len(times)} calls accepted for {distinct} distinct requests, {args.numbers} numbers at 1,000/s, "
               f"fake Graph API latency {args.latency_ms:.0f} ms")
         print(f"  sends/s while draining (first to last call at the fake Graph API): {len(times) / span:,.0f}")
         print(f"  wall clock from process start (includes ~startup): {wall:.1f} s")
+        if cpu_from is not None and cpu_to[0] > cpu_from[0]:
+            # CPU per send is steadier than sends/s on a shared machine, where other work takes turns.
+            sends = cpu_to[0] - cpu_from[0]
+            print(f"  CPU per send while draining: sender {1000 * (cpu_to[1] - cpu_from[1]) / sends:.2f} ms, "
+                  f"fake Graph API {1000 * (cpu_to[2] - cpu_from[2]) / sends:.2f} ms")
     finally:
         if sender is not None and sender.poll() is None:
             sender.terminate()

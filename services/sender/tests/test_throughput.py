@@ -75,6 +75,20 @@ async def test_at_most_rate_sends_start_in_any_second() -> None:
     await gate.close()
 
 
+async def test_cooling_permits_do_not_hold_back_free_ones() -> None:
+    pool = MemoryPool(rate=10)
+    gate = gate_for(pool)
+    first = [await gate.acquire() for _ in range(5)]
+    for permit in first:
+        gate.release(permit)  # each cools for a second: the pool still has five free
+    second = await asyncio.gather(*(gate.acquire() for _ in range(5)))
+    assert {p.slot for p in first}.isdisjoint(p.slot for p in second)
+    assert gate.held == 10
+    for permit in second:
+        gate.release(permit)
+    await gate.close()
+
+
 async def test_a_paused_number_refuses_permits() -> None:
     gate = gate_for(MemoryPool(rate=3, paused_for_s=60.0))
     with pytest.raises(NumberPaused):

@@ -52,6 +52,22 @@ async def test_lost_request_is_not_accepted_and_slow_one_is(client) -> None:
     assert stats["calls"] == 2 and stats["accepted"] == 1
 
 
+async def test_unparsable_body_is_invalid_parameter_and_recorded(client) -> None:
+    response = await client.post("/v23.0/100/messages", content=b"{not json", headers=AUTH)
+    assert response.status_code == 400 and response.json()["error"]["code"] == 100
+    (call,) = (await client.get("/_fake/calls")).json()
+    assert call["status"] == 400
+
+
+async def test_reset_clears_calls_and_throughput(client) -> None:
+    await client.post("/v23.0/100/messages", json=SEND, headers=AUTH)
+    assert (await client.get("/_fake/throughput")).json()["accepted"] == 1
+    await client.delete("/_fake/calls")
+    stats = (await client.get("/_fake/throughput", params={"phone_number_id": "100"})).json()
+    assert stats["calls"] == 0 and stats["accepted"] == 0 and stats["max_in_window"] == 0
+    assert (await client.get("/_fake/calls")).json() == []
+
+
 async def test_calls_can_be_found_by_callback_data(client) -> None:
     for tag in ("a", "b", "a"):
         await client.post("/v23.0/100/messages", json={**SEND, "biz_opaque_callback_data": tag}, headers=AUTH)

@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from pytake_plumbing.database import make_engine, make_session_factory
 from pytake_plumbing.logs import configure_logging
 from pytake_plumbing.messaging import EventPublisher, make_broker
+from pytake_plumbing.record_producer import RecordProducer
 from pytake_plumbing.service_app import build_service_app, kafka_reachable
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.credentials import RegistryCredentials
+from .adapters.db.direct import DirectPool
 from .adapters.db.permits import PermitStore, Release
 from .adapters.db.repository import DeliveryRepository
 from .adapters.graph_api import GraphApiClient
@@ -34,18 +36,21 @@ def create_app(settings: SenderSettings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url, settings.db_schema(SERVICE), pool_size=settings.db_pool_size)
     sessions = make_session_factory(engine)
     graph = GraphApiClient(settings.graph_api_base_url, settings.graph_api_version, settings.graph_api_timeout_s,
-                           settings.graph_api_connections)
+                           settings.graph_api_connections, settings.graph_api_keepalive_s)
     credentials = RegistryCredentials(settings.router_internal_url, settings.internal_token.get_secret_value())
     broker = make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
     publisher = EventPublisher(broker, settings)
-    deliveries = DeliveryRepository(sessions)
+    # Outcome events go out on every send: through the lean producer, not FastStream's publish.
+    outcomes = RecordProducer(settings, f"pytake-{SERVICE}-outcomes")
+    direct = DirectPool(settings.database_url, settings.db_schema(SERVICE), size=settings.db_pool_size)
+    deliveries = DeliveryRepository(sessions, direct)
     permits = PermitStore(sessions, settings.default_messages_per_second, settings.max_messages_per_second)
     # Each process holds its permits under a name of its own.
     holder = f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid4().hex[:8]}"
     throughput = Throughput(permits, Release, holder, settings.permit_lease_s, settings.permit_ttl_s)
     sender = Sender(
         graph, credentials, deliveries, throughput, PairLimits(settings.pair_interval_s, settings.pair_burst),
-        permits, publisher,
+        permits, outcomes,
         SendPolicy(max_attempts=settings.max_attempts, backoff_base_s=settings.backoff_base_s,
                    backoff_max_s=settings.backoff_max_s, uncertain_resolve_s=settings.uncertain_resolve_s,
                    spam_pause_s=settings.spam_pause_s))
@@ -55,14 +60,17 @@ def create_app(settings: SenderSettings | None = None) -> FastAPI:
     async def stop_outbound() -> None:
         await outbound.stop()
         await throughput.close()
+        await outcomes.stop()
 
     async def close() -> None:
         await graph.close()
         await credentials.close()
+        await direct.close()
         await engine.dispose()
 
     async def kafka_ready() -> bool:
         return await kafka_reachable(broker)
 
-    return build_service_app(SERVICE, broker, readiness=[kafka_ready], on_started=[outbound.start],
+    return build_service_app(SERVICE, broker, readiness=[kafka_ready], on_startup=[outcomes.start],
+                             on_started=[outbound.start],
                              on_stopping=[stop_outbound], on_shutdown=[close])

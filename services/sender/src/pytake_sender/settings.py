@@ -11,6 +11,9 @@ class SenderSettings(CommonSettings):
     graph_api_version: str = Field(default="v23.0", alias="GRAPH_API_VERSION")
     graph_api_timeout_s: float = Field(default=10.0, gt=0, alias="GRAPH_API_TIMEOUT_S")
     graph_api_connections: int = Field(default=256, ge=1, alias="GRAPH_API_CONNECTIONS")
+    # Idle connections are closed after this, before the server would: a server closing a
+    # connection as a request goes out on it leaves that send ambiguous (resolved, but slowly).
+    graph_api_keepalive_s: float = Field(default=4.0, gt=0, alias="GRAPH_API_KEEPALIVE_S")
     router_internal_url: str = Field(default="http://127.0.0.1:8081", alias="ROUTER_INTERNAL_URL")
     internal_token: SecretStr = Field(alias="PYTAKE_INTERNAL_TOKEN")
     # Retries of throttles and transient failures (exponential backoff, full jitter).

@@ -5,7 +5,6 @@ webhook URL) posts the `sent` status webhook Meta would post for each accepted m
 from __future__ import annotations
 
 import asyncio
-import bisect
 import hashlib
 import hmac
 import json
@@ -13,11 +12,11 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
-from fastapi import FastAPI, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 
@@ -55,6 +54,26 @@ class RecordedCall(BaseModel):
         return self.status == 200
 
 
+@dataclass(slots=True)
+class Call:
+    """A call as kept in memory; shown as a RecordedCall only when asked for (a pydantic model
+    per call cost more than answering it)."""
+
+    id: int
+    received_at: float
+    version: str
+    phone_number_id: str
+    authorization: str | None
+    body: dict[str, Any]
+    status: int
+    response: dict[str, Any]
+
+    def recorded(self) -> RecordedCall:
+        return RecordedCall(id=self.id, received_at=self.received_at, version=self.version,
+                            phone_number_id=self.phone_number_id, authorization=self.authorization,
+                            body=self.body, status=self.status, response=self.response)
+
+
 class Throughput(BaseModel):
     phone_number_id: str | None
     accepted: int = Field(description="Calls answered 200 (messages Meta would deliver).")
@@ -65,9 +84,31 @@ class Throughput(BaseModel):
 
 class FakeGraphState:
     def __init__(self) -> None:
-        self.calls: list[RecordedCall] = []
+        self.calls: list[Call] = []
         self.failures: list[InjectedFailure] = []
         self.changed = asyncio.Condition()
+        # Kept as calls arrive, so that asking for throughput while thousands arrive a second
+        # costs one pass over arrival times, not a scan and sort of every call.
+        self._arrivals: dict[str | None, list[float]] = {None: []}
+        self._accepted: dict[str | None, int] = {None: 0}
+
+    def record(self, call: Call) -> None:
+        self.calls.append(call)
+        for key in (None, call.phone_number_id):
+            self._arrivals.setdefault(key, []).append(call.received_at)
+            self._accepted[key] = self._accepted.get(key, 0) + (call.status == 200)
+
+    def clear(self) -> None:
+        self.calls.clear()
+        self.failures.clear()
+        self._arrivals = {None: []}
+        self._accepted = {None: 0}
+
+    def throughput(self, phone_number_id: str | None, window_s: float) -> Throughput:
+        arrivals = self._arrivals.get(phone_number_id, [])
+        return Throughput(phone_number_id=phone_number_id, calls=len(arrivals),
+                          accepted=self._accepted.get(phone_number_id, 0), window_s=window_s,
+                          max_in_window=max_in_window(arrivals, window_s))
 
     def take_failure(self, phone_number_id: str) -> InjectedFailure | None:
         for failure in self.failures:
@@ -78,7 +119,7 @@ class FakeGraphState:
                 return failure.model_copy()
         return None
 
-    def matching(self, phone_number_id: str | None, callback: str | None = None) -> list[RecordedCall]:
+    def matching(self, phone_number_id: str | None, callback: str | None = None) -> list[Call]:
         return [c for c in self.calls
                 if phone_number_id in (None, c.phone_number_id)
                 and callback in (None, c.body.get("biz_opaque_callback_data"))]
@@ -86,10 +127,13 @@ class FakeGraphState:
 
 def max_in_window(timestamps: list[float], window_s: float) -> int:
     """Most timestamps inside any half-open window [t, t + window_s)."""
-    ordered = sorted(timestamps)
+    ordered = sorted(timestamps)  # arrival order already, bar clock steps: a linear pass for sorted()
     best = 0
-    for i, start in enumerate(ordered):
-        best = max(best, bisect.bisect_left(ordered, start + window_s) - i)
+    end = 0
+    for start_index, start in enumerate(ordered):
+        while end < len(ordered) and ordered[end] < start + window_s:
+            end += 1
+        best = max(best, end - start_index)
     return best
 
 
@@ -138,31 +182,31 @@ class StatusWebhooks:
         await self._client.aclose()
 
 
-def create_app(expected_token: str | None = None, *, latency_s: float = 0.0, webhook_url: str | None = None,
-               app_secret: str | None = None) -> FastAPI:
-    state = FakeGraphState()
-    webhooks = StatusWebhooks(webhook_url, app_secret or "") if webhook_url else None
+class Sends:
+    """Answers `POST /{version}/{phone_number_id}/messages` like Meta, and records the call."""
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        if webhooks:
-            await webhooks.close()
+    def __init__(self, state: FakeGraphState, expected_token: str | None, latency_s: float,
+                 webhooks: StatusWebhooks | None) -> None:
+        self._state = state
+        self._expected_token = expected_token
+        self._latency_s = latency_s
+        self._webhooks = webhooks
 
-    app = FastAPI(title="PyTake fake Graph API", lifespan=lifespan)
-    app.state.fake = state
-
-    @app.post("/{version}/{phone_number_id}/messages")
-    async def send(version: str, phone_number_id: str, request: Request,
-                   authorization: str | None = Header(default=None)) -> JSONResponse:
+    async def answer(self, version: str, phone_number_id: str, authorization: str | None,
+                     raw_body: bytes) -> tuple[int, dict[str, Any]]:
         received_at = time.time()
-        body = await request.json()
+        try:
+            body = json.loads(raw_body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {"_unparsable": raw_body[:2000].decode("utf-8", "replace")}
         status, response = 200, {}
-        failure = state.take_failure(phone_number_id)
-        delay_s = latency_s
+        failure = self._state.take_failure(phone_number_id)
+        delay_s = self._latency_s
         if not authorization or not authorization.startswith("Bearer "):
             status, response = 401, _error(190, "OAuthException", "An access token is required")
-        elif expected_token and authorization != f"Bearer {expected_token}":
+        elif self._expected_token and authorization != f"Bearer {self._expected_token}":
             status, response = 401, _error(190, "OAuthException", "Invalid OAuth access token")
         elif failure is not None and failure.mode == "error":
             status, response = failure.http_status, _error(failure.code, "OAuthException", failure.message)
@@ -176,18 +220,76 @@ def create_app(expected_token: str | None = None, *, latency_s: float = 0.0, web
             wamid = "wamid." + secrets.token_hex(16)
             response = {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
                         "messages": [{"id": wamid}]}
-            if webhooks:
-                webhooks.post_sent(phone_number_id, wamid, body)
+            if self._webhooks:
+                self._webhooks.post_sent(phone_number_id, wamid, body)
             if failure is not None and failure.mode == "slow":
                 delay_s = failure.delay_s
+        state = self._state
         async with state.changed:
-            state.calls.append(RecordedCall(id=len(state.calls) + 1, received_at=received_at, version=version,
-                                            phone_number_id=phone_number_id, authorization=authorization,
-                                            body=body, status=status, response=response))
+            state.record(Call(
+                id=len(state.calls) + 1, received_at=received_at, version=version,
+                phone_number_id=phone_number_id, authorization=authorization, body=body, status=status,
+                response=response))
             state.changed.notify_all()
         if delay_s:
             await asyncio.sleep(delay_s)
-        return JSONResponse(response, status_code=status)
+        return status, response
+
+
+class FakeGraphApi:
+    """The ASGI app. Sends, the hot path, are answered here without FastAPI's routing and
+    validation layers (a benchmark pushes thousands a second through it, on the same cores
+    as the sender); everything else (`/_fake/...`) goes to the FastAPI app."""
+
+    def __init__(self, api: FastAPI, sends: Sends) -> None:
+        self.api = api
+        self._sends = sends
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            parts = scope["path"].split("/")
+            if len(parts) == 4 and parts[0] == "" and parts[1] and parts[2] and parts[3] == "messages":
+                await self._send_message(parts[1], parts[2], scope, receive, send)
+                return
+        await self.api(scope, receive, send)
+
+    @property
+    def state(self) -> Any:
+        return self.api.state
+
+    async def _send_message(self, version: str, phone_number_id: str, scope: dict[str, Any], receive: Any,
+                            send: Any) -> None:
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        authorization = next((value.decode("latin-1") for name, value in scope["headers"]
+                              if name == b"authorization"), None)
+        status, response = await self._sends.answer(version, phone_number_id, authorization, b"".join(chunks))
+        raw = json.dumps(response, separators=(",", ":")).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]})
+        await send({"type": "http.response.body", "body": raw})
+
+
+def create_app(expected_token: str | None = None, *, latency_s: float = 0.0, webhook_url: str | None = None,
+               app_secret: str | None = None) -> FakeGraphApi:
+    state = FakeGraphState()
+    webhooks = StatusWebhooks(webhook_url, app_secret or "") if webhook_url else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if webhooks:
+            await webhooks.close()
+
+    app = FastAPI(title="PyTake fake Graph API", lifespan=lifespan,
+                  description="`POST /{version}/{phone_number_id}/messages` answers like Meta's Graph API.")
+    app.state.fake = state
 
     @app.get("/_fake/calls")
     async def calls(phone_number_id: str | None = None, callback: str | None = None, min_count: int = 0,
@@ -201,20 +303,16 @@ def create_app(expected_token: str | None = None, *, latency_s: float = 0.0, web
                         lambda: len(state.matching(phone_number_id, callback)) >= min_count), wait_s)
                 except TimeoutError:
                     pass
-        return state.matching(phone_number_id, callback)
+        return [call.recorded() for call in state.matching(phone_number_id, callback)]
 
     @app.get("/_fake/throughput")
     async def throughput(phone_number_id: str | None = None, window_s: float = 1.0) -> Throughput:
         """How many calls arrived, and the most in any window: what Meta's throughput limit counts."""
-        matching = state.matching(phone_number_id)
-        return Throughput(phone_number_id=phone_number_id, calls=len(matching),
-                          accepted=sum(1 for c in matching if c.accepted), window_s=window_s,
-                          max_in_window=max_in_window([c.received_at for c in matching], window_s))
+        return state.throughput(phone_number_id, window_s)
 
     @app.delete("/_fake/calls", status_code=204)
     async def reset() -> None:
-        state.calls.clear()
-        state.failures.clear()
+        state.clear()
 
     @app.post("/_fake/failures", status_code=201)
     async def inject(failure: InjectedFailure) -> InjectedFailure:
@@ -225,7 +323,7 @@ def create_app(expected_token: str | None = None, *, latency_s: float = 0.0, web
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    return app
+    return FakeGraphApi(app, Sends(state, expected_token, latency_s, webhooks))
 
 
 def _error(code: int, kind: str, message: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def cli(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     app = create_app(args.token, latency_s=args.latency_ms / 1000, webhook_url=args.webhook_url,
                      app_secret=args.app_secret)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":

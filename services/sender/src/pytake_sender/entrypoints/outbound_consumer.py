@@ -11,6 +11,7 @@ crash, everything unfinished is read again (and the delivery records make it har
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from pytake_plumbing.logs import get_logger, log_context
 from pytake_plumbing.messaging import TRANSIENT_ERRORS, PermanentError, is_transient
 
 log = get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)
 
 Handler = Callable[[OutboundMessageRequested], Awaitable[object]]
 DeadLetter = Callable[[ConsumerRecord, str, int], Awaitable[None]]
@@ -183,7 +185,10 @@ class OutboundConsumer:
             while True:
                 try:
                     result = await self._handler(event)
-                    log.info("event_handled", partition=item.tp.partition, offset=item.record.offset, result=result)
+                    # Checked first: structlog runs its processors even for a line the level drops.
+                    if _stdlib_log.isEnabledFor(logging.INFO):
+                        log.info("event_handled", partition=item.tp.partition, offset=item.record.offset,
+                                 result=result)
                     return
                 except PermanentError as exc:
                     await self._dead_letter(item.record, f"{type(exc).__name__}: {exc}", attempt + 1)

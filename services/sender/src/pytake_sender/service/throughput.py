@@ -94,6 +94,7 @@ class NumberGate:
         self._pause_reason: str | None = None
         self._expired: list[Permit] = []
         self._maintained_at = 0.0
+        self._lease_again_at = 0.0  # after the pool had no permit free, not before this
 
     @property
     def held(self) -> int:
@@ -172,11 +173,20 @@ class NumberGate:
                     self._expired += self._idle_permits(now)
                 expired, self._expired = self._expired, []
                 await self._give_back(expired, now)
-                demand = len(self._waiters) - len(self._ready) - len(self._cooling)
+                # Cooling permits are not counted as supply: each is a second away, and a number
+                # at N/s needs about N of them cooling at once. Waiters are served by fresh
+                # permits while there are any; when the pool had none, it is asked again only
+                # after a while, and cooled permits serve the waiters meanwhile.
+                demand = len(self._waiters) - len(self._ready)
                 if demand > 0 and self._paused_until <= self._clock():
-                    retry_in = await self._lease(demand)
-                    if retry_in is None:
-                        continue  # got permits: hand them out
+                    wait_s = self._lease_again_at - self._clock()
+                    if wait_s > 0:
+                        retry_in = wait_s
+                    else:
+                        retry_in = await self._lease(demand)
+                        if retry_in is None:
+                            continue  # got permits: hand them out
+                        self._lease_again_at = self._clock() + retry_in
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the pool is unreachable: the waiting sends retry later

@@ -1,7 +1,8 @@
 """Outbound deliveries: the record kept around each send so that none is sent twice.
 
 Each call is its own short transaction (a Meta call never holds one open), and the hot
-calls (claim, finish) are batched across concurrent sends."""
+calls (claim, begin attempt, record the outcome) are batched across concurrent sends and
+run straight on asyncpg, one round trip per batch."""
 
 from __future__ import annotations
 
@@ -14,9 +15,40 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ...domain.delivery_status import moves_forward
 from ..batching import Coalescer
+from .direct import DirectPool
 from .tables import OutboundDelivery
 
 UNRESOLVED = ("sending", "uncertain")
+
+# The statements run around every send, each for a whole batch of concurrent sends.
+CLAIM = """
+INSERT INTO outbound_deliveries (id, organization_id, phone_number_id, status, attempts, claim_token,
+                                 contact_key, recipient, conversation_id)
+SELECT id, org, num, 'sending', 0, token, contact, recipient, conversation
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::uuid[])
+     AS r(id, org, num, token, contact, recipient, conversation)
+ON CONFLICT (id) DO NOTHING RETURNING id
+"""
+KNOWN = """
+SELECT id, organization_id, status, claim_token, wamid, attempts, error_code, error_message,
+       extract(epoch FROM now() - updated_at)::float8 AS age_s
+FROM outbound_deliveries WHERE id = ANY($1::uuid[])
+"""
+BEGIN_ATTEMPT = """
+UPDATE outbound_deliveries AS d SET attempts = a.attempt, updated_at = now()
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[]) AS a(org, id, token, attempt)
+WHERE d.id = a.id AND d.organization_id = a.org AND d.claim_token = a.token AND d.status = 'sending'
+RETURNING d.id
+"""
+RECORD = """
+UPDATE outbound_deliveries AS d SET status = o.status, attempts = o.attempts, wamid = o.wamid,
+       error_code = o.error_code, error_message = o.error_message, updated_at = now()
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::text[])
+     AS o(id, org, token, status, attempts, wamid, error_code, error_message)
+WHERE d.id = o.id AND d.organization_id = o.org AND d.claim_token = o.token
+  AND d.status IN ('sending', 'uncertain')
+RETURNING d.id
+"""
 
 
 @dataclass(frozen=True)
@@ -66,8 +98,9 @@ class StatusJoin:
 
 
 class DeliveryRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], direct: DirectPool) -> None:
         self._sessions = sessions
+        self._direct = direct  # for the per-send statements
         self._claims: Coalescer[ClaimRequest, Delivery] = Coalescer(self._claim_batch)
         self._outcomes: Coalescer[Outcome, bool] = Coalescer(self._record_batch)
         self._attempts: Coalescer[tuple[UUID, UUID, UUID, int], bool] = Coalescer(self._attempt_batch)
@@ -133,71 +166,36 @@ class DeliveryRepository:
 
     async def _claim_batch(self, requests: Sequence[ClaimRequest]) -> list[Delivery]:
         tokens = [uuid4() for _ in requests]
-        async with self._sessions() as session:
-            # unnest keeps the statement the same whatever the batch size (prepared once).
-            inserted = set((await session.execute(text(
-                "INSERT INTO outbound_deliveries (id, organization_id, phone_number_id, status, attempts, "
-                "claim_token, contact_key, recipient, conversation_id) "
-                "SELECT id, org, num, 'sending', 0, token, contact, recipient, conversation "
-                "FROM unnest(CAST(:ids AS uuid[]), CAST(:orgs AS uuid[]), CAST(:nums AS text[]), "
-                "CAST(:tokens AS uuid[]), CAST(:contacts AS text[]), CAST(:recipients AS text[]), "
-                "CAST(:conversations AS uuid[])) AS r(id, org, num, token, contact, recipient, conversation) "
-                "ON CONFLICT (id) DO NOTHING RETURNING id"), {
-                    "ids": [r.request_id for r in requests], "orgs": [r.organization_id for r in requests],
-                    "nums": [r.phone_number_id for r in requests], "tokens": tokens,
-                    "contacts": [r.contact_key for r in requests], "recipients": [r.recipient for r in requests],
-                    "conversations": [r.conversation_id for r in requests]})).scalars())
-            known = [r.request_id for r in requests if r.request_id not in inserted]
-            existing = {}
-            if known:
-                for row in await session.execute(text(
-                        "SELECT id, organization_id, status, claim_token, wamid, attempts, error_code, error_message, "
-                        "extract(epoch FROM now() - updated_at) AS age_s FROM outbound_deliveries "
-                        "WHERE id = ANY(:ids)"), {"ids": known}):
-                    existing[row.id] = row
-            await session.commit()
+        # unnest keeps the statement the same whatever the batch size (prepared once).
+        inserted = {row[0] for row in await self._direct.fetch(CLAIM,
+            [r.request_id for r in requests], [r.organization_id for r in requests],
+            [r.phone_number_id for r in requests], tokens, [r.contact_key for r in requests],
+            [r.recipient for r in requests], [r.conversation_id for r in requests])}
+        known = [r.request_id for r in requests if r.request_id not in inserted]
+        # A statement of its own: it must see rows another replica committed after the INSERT began.
+        existing = {row[0]: row for row in await self._direct.fetch(KNOWN, known)} if known else {}
         results = []
         for request, token in zip(requests, tokens, strict=True):
             row = existing.get(request.request_id)
             if request.request_id in inserted:
                 results.append(Delivery(status="new", claim_token=token))
-            elif row is None or row.organization_id != request.organization_id:
+            elif row is None or row[1] != request.organization_id:
                 results.append(Delivery(status="foreign", claim_token=None))  # another tenant's id
             else:
-                results.append(_delivery(row[2:]))
+                results.append(_delivery(tuple(row)[2:]))
         return results
 
     async def _record_batch(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        async with self._sessions() as session:
-            stored = set((await session.execute(text(
-                "UPDATE outbound_deliveries AS d SET status = o.status, attempts = o.attempts, wamid = o.wamid, "
-                "error_code = o.error_code, error_message = o.error_message, updated_at = now() "
-                "FROM unnest(CAST(:ids AS uuid[]), CAST(:orgs AS uuid[]), CAST(:tokens AS uuid[]), "
-                "CAST(:statuses AS text[]), CAST(:attempts AS int[]), CAST(:wamids AS text[]), "
-                "CAST(:codes AS int[]), CAST(:messages AS text[])) "
-                "AS o(id, org, token, status, attempts, wamid, error_code, error_message) "
-                "WHERE d.id = o.id AND d.organization_id = o.org AND d.claim_token = o.token "
-                "AND d.status IN ('sending', 'uncertain') RETURNING d.id"), {
-                    "ids": [o.request_id for o in outcomes], "orgs": [o.organization_id for o in outcomes],
-                    "tokens": [o.claim_token for o in outcomes], "statuses": [o.status for o in outcomes],
-                    "attempts": [o.attempts for o in outcomes], "wamids": [o.wamid for o in outcomes],
-                    "codes": [o.error_code for o in outcomes], "messages": [o.error_message for o in outcomes],
-                })).scalars())
-            await session.commit()
+        stored = {row[0] for row in await self._direct.fetch(RECORD,
+            [o.request_id for o in outcomes], [o.organization_id for o in outcomes],
+            [o.claim_token for o in outcomes], [o.status for o in outcomes], [o.attempts for o in outcomes],
+            [o.wamid for o in outcomes], [o.error_code for o in outcomes], [o.error_message for o in outcomes])}
         return [o.request_id in stored for o in outcomes]
 
-
     async def _attempt_batch(self, attempts: Sequence[tuple[UUID, UUID, UUID, int]]) -> list[bool]:
-        async with self._sessions() as session:
-            begun = set((await session.execute(text(
-                "UPDATE outbound_deliveries AS d SET attempts = a.attempt, updated_at = now() "
-                "FROM unnest(CAST(:orgs AS uuid[]), CAST(:ids AS uuid[]), CAST(:tokens AS uuid[]), "
-                "CAST(:attempts AS int[])) AS a(org, id, token, attempt) "
-                "WHERE d.id = a.id AND d.organization_id = a.org AND d.claim_token = a.token "
-                "AND d.status = 'sending' RETURNING d.id"), {
-                    "orgs": [a[0] for a in attempts], "ids": [a[1] for a in attempts],
-                    "tokens": [a[2] for a in attempts], "attempts": [a[3] for a in attempts]})).scalars())
-            await session.commit()
+        begun = {row[0] for row in await self._direct.fetch(BEGIN_ATTEMPT,
+            [a[0] for a in attempts], [a[1] for a in attempts], [a[2] for a in attempts],
+            [a[3] for a in attempts])}
         return [a[1] in begun for a in attempts]
 
 

@@ -1,0 +1,62 @@
+"""A plain asyncpg pool for the statements run around every send.
+
+Through SQLAlchemy's session each batched statement cost four round trips (a pre-ping,
+BEGIN, the statement, COMMIT) and a greenlet switch per call; here it is one round trip in
+autocommit. Each of these statements is a transaction on its own, committed before the
+call returns (synchronous commit stays on: a delivery record lost in a crash could mean a
+message sent twice)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+# What a lost or refused connection looks like from asyncpg: an outage, waited out by callers.
+CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                     asyncpg.CannotConnectNowError, TimeoutError)
+
+
+class DirectPool:
+    def __init__(self, database_url: str, schema: str, *, size: int = 5, timeout_s: float = 10.0) -> None:
+        # DATABASE_URL names SQLAlchemy's driver (postgresql+asyncpg://); asyncpg wants postgresql://.
+        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._schema = schema
+        self._size = size
+        self._timeout_s = timeout_s
+        self._pool: asyncpg.Pool | None = None
+        self._opening: asyncio.Lock | None = None
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        pool = self._pool or await self._open()
+        try:
+            return await pool.fetch(query, *args, timeout=self._timeout_s)
+        except CONNECTION_ERRORS as exc:
+            raise ConnectionError(f"PostgreSQL unavailable: {exc!r}"[:300]) from exc
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _open(self) -> asyncpg.Pool:
+        # Opened on first use: the process starts (and waits out an outage) like with SQLAlchemy's engine.
+        self._opening = self._opening or asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=0, max_size=self._size, timeout=self._timeout_s,
+                        # No session state is ever left on these connections (no SET, locks, cursors),
+                        # so the reset asyncpg runs on each release would only cost a round trip.
+                        reset=_nothing_to_reset,
+                        server_settings={"search_path": self._schema, "application_name": f"pytake-{self._schema}"})
+                except CONNECTION_ERRORS as exc:
+                    raise ConnectionError(f"PostgreSQL unavailable: {exc!r}"[:300]) from exc
+            return self._pool
+
+
+async def _nothing_to_reset(_: asyncpg.Connection) -> None:
+    return None
