@@ -3,10 +3,11 @@ the MongoDB-compatible server.
 
 A realistic mix is written to the catalog topics first (per customer turn: inbound routed,
 conversation event, outbound request, message sent, two statuses); then one
-`pytake-audit run` process starts and the clock runs from its first written event to the
-last. Every event is checked to be in MongoDB once.
+`pytake-audit run` process starts and the clock runs from its first written batch to the
+last (read from its committed offsets: a batch is committed once it is in MongoDB); the
+events after that first batch are counted. Then every event is checked to be in MongoDB once.
 
-    uv run python benchmarks/audit_throughput.py [--events 60000] [--batch 1000]
+    uv run python benchmarks/audit_throughput.py [--events 60000] [--batch 5000] [--server-pid PID ...]
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from uuid import uuid4
 
 import httpx
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pytake_audit.samples import conversation, inbound, outbound, sent, status
+from pytake_audit.settings import AuditSettings
 from pytake_contracts import Event, encode_event
 from pytake_contracts.events import ConversationAdvanced, ConversationStarted
 from pytake_contracts.topics import CATALOG, TopicSpec
@@ -91,24 +94,49 @@ def start_audit(namespace: str, batch: int, log_path: Path) -> tuple[subprocess.
     return process, f"http://127.0.0.1:{port}"
 
 
-async def measure(settings: CommonSettings, expected: int, process: subprocess.Popen[bytes]) -> tuple[float, int]:
-    client = make_mongo_client(settings.mongodb_url)
-    events = client[settings.mongodb_database]["events"]
+async def committed(admin: AIOKafkaAdminClient, group: str) -> int:
+    offsets = await admin.list_consumer_group_offsets(group)
+    return sum(max(0, meta.offset) for meta in offsets.values())
+
+
+async def measure(settings: CommonSettings, expected: int, process: subprocess.Popen[bytes],
+                  server_pids: list[int]) -> tuple[float, int, float]:
+    """Progress is read from the audit's committed offsets: it commits a batch only once the batch
+    is in MongoDB. (Counting documents instead would make FerretDB scan the whole collection
+    every poll, taking CPU from the process being measured.)"""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="pytake-bench")
+    await admin.start()
     try:
-        first_seen, count_then = None, 0
+        group = settings.consumer_group("audit")
+        first_seen, count_then, server_cpu = None, 0, 0.0
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"audit exited with {process.returncode}")
-            count = await events.count_documents({})
+            count = await committed(admin, group)
             now = time.perf_counter()
             if first_seen is None and count > 0:
                 first_seen, count_then = now, count
+                server_cpu = tree_cpu_seconds(server_pids)
             if count >= expected:
                 assert first_seen is not None
-                return now - first_seen, expected - count_then
+                server_cpu = tree_cpu_seconds(server_pids) - server_cpu
+                return now - first_seen, expected - count_then, server_cpu
             await asyncio.sleep(0.05)
     finally:
+        await admin.close()
+
+
+async def verify(settings: CommonSettings, items: list[tuple[Event, str]]) -> None:
+    """Every event is in MongoDB, once."""
+    client = make_mongo_client(settings.mongodb_url)
+    try:
+        stored = [doc["_id"] async for doc in client[settings.mongodb_database]["events"].find({}, {"_id": 1})]
+    finally:
         await client.close()
+    expected = {str(event.event_id) for event, _ in items}
+    if len(stored) != len(expected) or set(stored) != expected:
+        raise RuntimeError(f"MongoDB holds {len(stored)} documents ({len(set(stored) & expected)} of the "
+                           f"{len(expected)} events)")
 
 
 async def cleanup(settings: CommonSettings) -> None:
@@ -118,10 +146,44 @@ async def cleanup(settings: CommonSettings) -> None:
     await delete_namespace_topics(settings)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU time of these processes and their live children (PostgreSQL works in one child per connection)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    total, todo, seen = 0.0, list(pids), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue  # ended meanwhile
+        todo += children.get(pid, [])
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=60_000)
-    parser.add_argument("--batch", type=int, default=1000, help="AUDIT_BATCH_MAX_RECORDS")
+    parser.add_argument("--batch", type=int, default=AuditSettings.model_fields["batch_max_records"].default,
+                        help="AUDIT_BATCH_MAX_RECORDS (default: the service's)")
+    parser.add_argument("--server-pid", type=int, action="append", default=[],
+                        help="also report the CPU this process and its children used per event written "
+                             "(FerretDB; again for PostgreSQL where FerretDB stores in it)")
     args = parser.parse_args()
     namespace = "bench" + secrets.token_hex(4)
     settings = CommonSettings.model_validate({**os.environ, "PYTAKE_NAMESPACE": namespace})
@@ -134,11 +196,17 @@ def main() -> None:
         print(f"produced {len(items)} events to Kafka in {produced_s:.1f} s")
         started = time.perf_counter()
         process, url = start_audit(namespace, args.batch, log_path)
-        elapsed, counted = asyncio.run(measure(settings, len(items), process))
+        elapsed, counted, server_cpu = asyncio.run(measure(settings, len(items), process, args.server_pid))
         total = time.perf_counter() - started
+        cpu = cpu_seconds(process.pid)
         ready = httpx.get(url + "/api/v1/ready", timeout=5).status_code
+        asyncio.run(verify(settings, items))
         print(f"audit wrote {counted} events in {elapsed:.2f} s: {counted / elapsed:,.0f} events/s "
-              f"(batches of up to {args.batch}; process start to last write {total:.1f} s; ready={ready})")
+              f"(batches of up to {args.batch}; process start to last write {total:.1f} s; ready={ready}); "
+              f"all {len(items)} in MongoDB once")
+        print(f"audit process CPU: {cpu:.1f} s, {cpu / len(items) * 1e6:.0f} us per event")
+        if args.server_pid:
+            print(f"server CPU while writing: {server_cpu:.1f} s, {server_cpu / counted * 1e6:.0f} us per event")
         print("target: >= 5,000 events/s")
     finally:
         if process is not None:

@@ -38,22 +38,29 @@ EXPECTED_PER_CONTACT = sorted([  # two messages from one contact, as in test_pip
 
 
 class OwnMongo:
-    """A FerretDB of this test's own, started and stopped with the project's script."""
+    """A FerretDB of this test's own (and the PostgreSQL it stores in), started and stopped with
+    the project's script. Stopping "MongoDB" stops FerretDB, the server the audit talks to."""
 
     def __init__(self) -> None:
         self.state_dir = Path(tempfile.mkdtemp(prefix="pytake-audit-outage-"))
-        self.port = free_port()
+        self.state_dir.chmod(0o755)  # PostgreSQL runs as its own OS user and keeps its data in here
+        self.port, self.postgres_port = free_port(), free_port()
         self.url = f"mongodb://127.0.0.1:{self.port}/"
 
-    def _script(self, command: str) -> None:
-        env = {**os.environ, "PYTAKE_STATE_DIR": str(self.state_dir), "PYTAKE_MONGO_PORT": str(self.port)}
-        subprocess.run(["bash", str(SERVERS_SCRIPT), command, "mongo"], env=env, check=True, timeout=300)
+    def _script(self, command: str, *names: str) -> None:
+        env = {**os.environ, "PYTAKE_STATE_DIR": str(self.state_dir), "PYTAKE_MONGO_PORT": str(self.port),
+               "PYTAKE_POSTGRES_PORT": str(self.postgres_port)}
+        subprocess.run(["bash", str(SERVERS_SCRIPT), command, *names], env=env, check=True, timeout=300)
 
     def up(self) -> None:
-        self._script("up")
+        self._script("up", "mongo")
 
     def down(self) -> None:
-        self._script("down")
+        self._script("down", "mongo")
+
+    def remove(self) -> None:
+        self._script("down", "mongo", "postgres")
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +70,7 @@ def own_mongo() -> Iterator[OwnMongo]:
     try:
         yield mongo
     finally:
-        mongo.down()
-        shutil.rmtree(mongo.state_dir, ignore_errors=True)
+        mongo.remove()
 
 
 @pytest.fixture(scope="module")

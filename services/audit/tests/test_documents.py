@@ -11,7 +11,7 @@ from pytake_audit.adapters.mongo_store import ttl_index
 from pytake_audit.domain.documents import event_document, fold_conversations, fold_deliveries
 from pytake_contracts.events import ConversationEnded, ConversationStarted
 
-from pytake_audit.samples import T0, conversation, inbound, outbound, sent, status
+from pytake_audit.samples import T0, conversation, inbound, outbound, send_failed, sent, status
 
 ORG = uuid4()
 
@@ -40,6 +40,19 @@ def test_outbound_request_is_searchable_by_conversation_and_type() -> None:
     document = event_document(request, 7, T0)
     assert document["direction"] == "out" and document["message_type"] == "text"
     assert document["conversation_id"] == str(conversation_id)
+
+
+@pytest.mark.parametrize("kind", ["inbound", "conversation", "outbound", "sent", "status", "send_failed"])
+def test_a_document_holds_the_whole_event(kind: str) -> None:
+    hi = inbound(ORG, "15550001111", "Hi", T0)
+    request = outbound(hi, uuid4(), "Hello")
+    event = {"inbound": hi, "outbound": request, "sent": sent(request, "wamid.S"),
+             "conversation": conversation(ConversationStarted, hi, uuid4(), uuid4(), "ask", "waiting", ["start"]),
+             "status": status(ORG, "wamid.S", "failed", T0, errors=[{"code": 131026}]),
+             "send_failed": send_failed(request)}[kind]
+    document = event_document(event, 30, T0)
+    # Analytics can read the log with the contracts: the document decodes back into the very event.
+    assert type(event).model_validate({**document, "event_id": document["_id"]}) == event
 
 
 def docs(*events) -> list[dict]:

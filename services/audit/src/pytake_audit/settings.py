@@ -7,9 +7,14 @@ from pytake_plumbing.settings import CommonSettings
 
 class AuditSettings(CommonSettings):
     http_port: int = Field(default=8084, alias="AUDIT_HTTP_PORT")
-    # Records written per MongoDB round trip, and how long a batch may wait to fill.
-    batch_max_records: int = Field(default=1000, ge=1, le=10_000, alias="AUDIT_BATCH_MAX_RECORDS")
+    # Records taken from Kafka at once (their offsets are committed together), and how long a
+    # batch may wait to fill. Big batches matter when catching up: the store is kept busy.
+    batch_max_records: int = Field(default=5000, ge=1, le=10_000, alias="AUDIT_BATCH_MAX_RECORDS")
     batch_timeout_ms: int = Field(default=200, ge=1, alias="AUDIT_BATCH_TIMEOUT_MS")
+    # A batch is written in chunks of this many events (one insert_many each), up to
+    # `writes_in_flight` at once, so the next chunk is decoded while the store writes the last.
+    write_chunk: int = Field(default=500, ge=1, le=10_000, alias="AUDIT_WRITE_CHUNK")
+    writes_in_flight: int = Field(default=2, ge=1, le=16, alias="AUDIT_WRITES_IN_FLIGHT")
     # Retention of organizations that did not choose their own.
     default_retention_days: int = Field(default=365, ge=1, le=3650, alias="AUDIT_DEFAULT_RETENTION_DAYS")
     retention_refresh_s: float = Field(default=60.0, gt=0, alias="AUDIT_RETENTION_REFRESH_S")

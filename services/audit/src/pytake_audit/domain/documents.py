@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 from uuid import UUID
 
@@ -47,21 +48,32 @@ CONVERSATION_EVENTS = (ConversationStarted, ConversationAdvanced, ConversationEn
 
 
 def day_of(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+    return moment.astimezone(UTC).date().isoformat()
 
 
 def expiry(moment: datetime, retention_days: int) -> datetime:
     return moment.astimezone(UTC) + timedelta(days=retention_days)
 
 
+CONTACT_FIELDS = ("contact", "to", "recipient")
+
+
+@cache
+def _payload_fields(payload_type: type) -> frozenset[str]:
+    """Looked up once per payload class: asking a model for a field it lacks is slow."""
+    return frozenset(getattr(payload_type, "model_fields", ()))
+
+
 def contact_key_of(event: Event) -> str | None:
     payload = event.payload
     if isinstance(event, CONVERSATION_EVENTS):
         return payload.contact_key
-    for attribute in ("contact", "to", "recipient"):
-        contact = getattr(payload, attribute, None)
-        if isinstance(contact, ContactRef):
-            return contact.key
+    fields = _payload_fields(type(payload))
+    for attribute in CONTACT_FIELDS:
+        if attribute in fields:
+            contact = getattr(payload, attribute)
+            if isinstance(contact, ContactRef):
+                return contact.key
     return None
 
 
@@ -91,7 +103,9 @@ def message_type_of(event: Event) -> str | None:
 
 
 def conversation_id_of(event: Event) -> str | None:
-    conversation_id = getattr(event.payload, "conversation_id", None)
+    if "conversation_id" not in _payload_fields(type(event.payload)):
+        return None
+    conversation_id = event.payload.conversation_id
     return str(conversation_id) if isinstance(conversation_id, UUID) else None
 
 

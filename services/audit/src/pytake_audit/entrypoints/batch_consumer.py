@@ -1,7 +1,8 @@
 """A batch variant of `pytake_plumbing.messaging.subscribe`: many records per write.
 
-- A batch is handed to the handler as one list; its offsets are committed only after the
-  handler returned (FastStream acks the batch), so nothing is lost if the process dies.
+- A batch is handed to the handler in chunks (one list each, up to `write_chunk` events),
+  the next chunk decoded while the previous one is written; its offsets are committed only
+  after every chunk is written (FastStream acks the batch), so nothing is lost if the process dies.
 - Dependency outages (the store is down) → wait with backoff, then the whole batch is
   redelivered (NACK rewinds every partition of the batch): the consumer pauses, not loses.
 - Undecodable records and events the handler refuses for good → dead-letter topic, once
@@ -26,6 +27,8 @@ from pytake_plumbing.logs import get_logger, log_context
 from pytake_plumbing.messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, dead_letter_event, is_transient
 from pytake_plumbing.settings import CommonSettings
 
+from . import handled_log
+
 log = get_logger(__name__)
 
 BatchHandler = Callable[[Sequence[Event]], Awaitable[Any]]
@@ -36,20 +39,67 @@ def is_outage(exc: BaseException) -> bool:
 
 
 class BatchConsumer:
+    """`write_chunk` records go to the handler per call, and up to `writes_in_flight` calls run at
+    once: the next chunk is decoded while the store writes the previous one. The batch is
+    acknowledged only when every chunk is written."""
+
     def __init__(self, publisher: EventPublisher, service: str, handler: BatchHandler, *,
                  accepts: tuple[type[Event], ...] = (Event,), max_attempts: int = 5,
-                 max_backoff_s: float = 5.0) -> None:
+                 max_backoff_s: float = 5.0, write_chunk: int = 10_000, writes_in_flight: int = 1) -> None:
         self._publisher = publisher
         self._service = service
         self._handler = handler
         self._accepts = accepts
         self._max_attempts = max_attempts
         self._max_backoff_s = max_backoff_s
+        self._write_chunk = write_chunk
+        self._writes_in_flight = writes_in_flight
         self._outage_attempts = 0
 
     async def consume(self, records: Sequence[ConsumerRecord]) -> None:
-        events: list[tuple[ConsumerRecord, Event]] = []
+        written: list[tuple[ConsumerRecord, Event]] = []
         rejected: list[tuple[ConsumerRecord, str, int]] = []
+        outcomes = await self._write_chunks(records, written, rejected)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            failure = next((f for f in failures if is_outage(f)), failures[0])
+            if is_outage(failure):
+                await self._pause(failure, len(records))
+            raise failure  # NACK: the batch comes again (chunks already written are skipped by key)
+        self._outage_attempts = 0
+        rejected += [refusal for outcome in outcomes if isinstance(outcome, list) for refusal in outcome]
+        for record, error, tries in rejected:
+            await self._dead_letter(record, error, tries)
+        refused = {id(record) for record, _, _ in rejected}
+        handled_log.write([(record, event) for record, event in written if id(record) not in refused])
+
+    async def _write_chunks(self, records: Sequence[ConsumerRecord], written: list[tuple[ConsumerRecord, Event]],
+                            rejected: list[tuple[ConsumerRecord, str, int]]) -> list[Any]:
+        """Decode and write chunk after chunk; stops starting writes once one has failed.
+        Returns each write's outcome: the events it refused for good, or its exception."""
+        slots = asyncio.Semaphore(self._writes_in_flight)
+        writes: list[asyncio.Task[list[tuple[ConsumerRecord, str, int]]]] = []
+        try:
+            for first in range(0, len(records), self._write_chunk):
+                events = self._decode(records[first:first + self._write_chunk], rejected)
+                if not events:
+                    continue
+                await slots.acquire()
+                if any(write.done() and not write.cancelled() and write.exception() for write in writes):
+                    slots.release()
+                    break  # the batch fails and comes again: no use writing the rest now
+                writes.append(asyncio.create_task(self._write_in_slot(events, slots)))
+                written += events
+                await asyncio.sleep(0)  # let the write go out before decoding the next chunk
+            return list(await asyncio.gather(*writes, return_exceptions=True))
+        except BaseException:
+            for write in writes:  # cancelled (shutting down): no write outlives its batch
+                write.cancel()
+            raise
+
+    def _decode(self, records: Sequence[ConsumerRecord],
+                rejected: list[tuple[ConsumerRecord, str, int]]) -> list[tuple[ConsumerRecord, Event]]:
+        events: list[tuple[ConsumerRecord, Event]] = []
         for record in records:
             try:
                 event = decode_event(record.value or b"")
@@ -58,30 +108,24 @@ class BatchConsumer:
                 continue
             if isinstance(event, self._accepts):
                 events.append((record, event))
-        rejected += await self._write(events)
-        for record, error, tries in rejected:
-            await self._dead_letter(record, error, tries)
-        refused = {id(record) for record, _, _ in rejected}
-        for record, event in events:
-            if id(record) not in refused:
-                # Fields passed directly: binding a log context per event costs more than the write.
-                log.info("event_handled", topic=record.topic, partition=record.partition, offset=record.offset,
-                         correlation_id=event.correlation_id, event_id=str(event.event_id),
-                         event_type=event.event_type,
-                         organization_id=str(event.organization_id) if event.organization_id else None)
+        return events
+
+    async def _write_in_slot(self, events: list[tuple[ConsumerRecord, Event]],
+                             slots: asyncio.Semaphore) -> list[tuple[ConsumerRecord, str, int]]:
+        try:
+            return await self._write(events)
+        finally:
+            slots.release()
 
     async def _write(self, events: list[tuple[ConsumerRecord, Event]]) -> list[tuple[ConsumerRecord, str, int]]:
-        if not events:
-            return []
+        """Returns the events refused for good; raises on an outage."""
         try:
             await self._handler([event for _, event in events])
         except Exception as exc:
             if is_outage(exc):
-                await self._pause(exc, len(events))
-                raise  # NACK: the batch comes again once the store is back
+                raise
             log.warning("batch_failed_writing_one_by_one", error=repr(exc)[:500], size=len(events))
             return await self._write_one_by_one(events)
-        self._outage_attempts = 0
         return []
 
     async def _write_one_by_one(self, events: list[tuple[ConsumerRecord, Event]]
@@ -95,7 +139,6 @@ class BatchConsumer:
                     break
                 except Exception as exc:
                     if is_outage(exc):
-                        await self._pause(exc, 1)
                         raise
                     if isinstance(exc, PermanentError) or attempt == self._max_attempts:
                         refused.append((record, f"{type(exc).__name__}: {exc}", attempt))
@@ -135,9 +178,12 @@ def subscribe_batch(
     accepts: tuple[type[Event], ...] = (Event,),
     max_attempts: int = 5,
     max_backoff_s: float = 5.0,
+    write_chunk: int = 10_000,
+    writes_in_flight: int = 1,
 ) -> BatchConsumer:
     consumer = BatchConsumer(EventPublisher(broker, settings), service, handler, accepts=accepts,
-                             max_attempts=max_attempts, max_backoff_s=max_backoff_s)
+                             max_attempts=max_attempts, max_backoff_s=max_backoff_s, write_chunk=write_chunk,
+                             writes_in_flight=writes_in_flight)
 
     @broker.subscriber(
         *[settings.topic(spec) for spec in specs],

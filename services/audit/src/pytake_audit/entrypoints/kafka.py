@@ -18,4 +18,5 @@ def register(broker: KafkaBroker, settings: AuditSettings, store: EventStore,
         await record_events(events, store, retention)
 
     return subscribe_batch(broker, settings, list(CATALOG), service="audit", handler=handle,
-                           max_records=settings.batch_max_records, batch_timeout_ms=settings.batch_timeout_ms)
+                           max_records=settings.batch_max_records, batch_timeout_ms=settings.batch_timeout_ms,
+                           write_chunk=settings.write_chunk, writes_in_flight=settings.writes_in_flight)
