@@ -8,9 +8,9 @@ import secrets
 import asyncpg
 import pytest
 
-from pytake_gateway.adapters.db.dedup import PostgresDedupStore, asyncpg_dsn
+from pytake_gateway.adapters.db.dedup import PostgresDedupStore
 from pytake_gateway.app import MIGRATIONS
-from pytake_plumbing.database import run_migrations
+from pytake_plumbing.database import asyncpg_dsn, run_migrations
 
 pytestmark = pytest.mark.integration
 

@@ -65,8 +65,7 @@ def error_answer(status: int, code: str, message: str) -> Answer:
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
-    answer = error_answer(status, code, message)
-    return JSONResponse(answer.body, status_code=answer.status)
+    return _json(error_answer(status, code, message))
 
 
 class WebhookEndpoints:
@@ -88,7 +87,7 @@ class WebhookEndpoints:
     async def verify(self, request: Request, meta_app_id: str | None, mode: str | None, token: str | None,
                      challenge: str | None) -> Response:
         if (limited := self.over_limit(_source(request))) is not None:
-            return JSONResponse(limited.body, status_code=limited.status)
+            return _json(limited)
         if not (mode and token and challenge):
             return error(400, "bad_request", "hub.mode, hub.verify_token and hub.challenge are required")
         try:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 import asyncpg
-from sqlalchemy.engine import make_url
+
+from pytake_plumbing.database import create_plain_pool
 
 from ...service.ingest import Claim, DedupUnavailable
 from .coalescing import KeyBatcher
@@ -59,15 +60,10 @@ DELETE FROM webhook_receipts WHERE dedup_key IN (
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
-def asyncpg_dsn(database_url: str) -> str:
-    """DATABASE_URL names SQLAlchemy's driver (postgresql+asyncpg://); asyncpg wants plain postgresql://."""
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 class PostgresDedupStore:
     def __init__(self, database_url: str, schema: str, *, lease_s: float, pool_size: int = 10,
                  timeout_s: float = 2.0) -> None:
-        self._dsn = asyncpg_dsn(database_url)
+        self._database_url = database_url
         self._schema = schema
         self._lease_s = lease_s
         self._pool_size = pool_size
@@ -80,17 +76,12 @@ class PostgresDedupStore:
 
     async def start(self) -> None:
         # min_size=0: the gateway starts (and keeps answering, without deduplication) while PostgreSQL is down.
-        self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=0, max_size=self._pool_size, timeout=self._timeout_s,
+        self._pool = await create_plain_pool(
+            self._database_url, self._schema, max_size=self._pool_size, timeout_s=self._timeout_s,
             command_timeout=self._timeout_s,
-            # These connections hold no session state (no locks, cursors, LISTEN or SET),
-            # so the default reset on release would only cost a round trip per query.
-            reset=_keep_session,
-            server_settings={"search_path": self._schema, "application_name": f"pytake-{self._schema}",
-                             # The message itself is made durable by Kafka; a receipt lost in a
-                             # PostgreSQL crash costs at most one duplicate, never a message, so
-                             # commits need not wait for the WAL flush.
-                             "synchronous_commit": "off"},
+            # The message itself is made durable by Kafka; a receipt lost in a PostgreSQL crash
+            # costs at most one duplicate, never a message, so commits need not wait for the WAL flush.
+            server_settings={"synchronous_commit": "off"},
         )
 
     async def close(self) -> None:
@@ -159,7 +150,3 @@ class PostgresDedupStore:
         if self._pool is None:
             raise DedupUnavailable("dedup store not started")
         return self._pool
-
-
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    return None

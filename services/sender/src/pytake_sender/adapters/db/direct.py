@@ -12,7 +12,8 @@ import asyncio
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
+
+from pytake_plumbing.database import create_plain_pool
 
 # What a lost or refused connection looks like from asyncpg: an outage, waited out by callers.
 CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
@@ -21,8 +22,7 @@ CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnection
 
 class DirectPool:
     def __init__(self, database_url: str, schema: str, *, size: int = 5, timeout_s: float = 10.0) -> None:
-        # DATABASE_URL names SQLAlchemy's driver (postgresql+asyncpg://); asyncpg wants postgresql://.
-        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._database_url = database_url
         self._schema = schema
         self._size = size
         self._timeout_s = timeout_s
@@ -47,16 +47,8 @@ class DirectPool:
         async with self._opening:
             if self._pool is None:
                 try:
-                    self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=0, max_size=self._size, timeout=self._timeout_s,
-                        # No session state is ever left on these connections (no SET, locks, cursors),
-                        # so the reset asyncpg runs on each release would only cost a round trip.
-                        reset=_nothing_to_reset,
-                        server_settings={"search_path": self._schema, "application_name": f"pytake-{self._schema}"})
+                    self._pool = await create_plain_pool(self._database_url, self._schema, max_size=self._size,
+                                                         timeout_s=self._timeout_s)
                 except CONNECTION_ERRORS as exc:
                     raise ConnectionError(f"PostgreSQL unavailable: {exc!r}"[:300]) from exc
             return self._pool
-
-
-async def _nothing_to_reset(_: asyncpg.Connection) -> None:
-    return None
