@@ -15,7 +15,7 @@ the same trace.
 from __future__ import annotations
 
 import asyncio
-import threading
+import time
 from collections.abc import Sequence
 from functools import partial
 
@@ -28,6 +28,8 @@ from .settings import CommonSettings
 from .tracing import current_trace_context
 
 Outgoing = tuple[TopicSpec, Event, str]  # topic, event, record key
+# How often delivery reports are served while records await them: the added latency at most.
+POLL_INTERVAL_S = 0.001
 
 
 class RecordNotStored(Exception):
@@ -51,28 +53,27 @@ class RecordProducer:
             "message.timeout.ms": delivery_timeout_ms,
         }
         self._settings = settings
+        self._flush_timeout_s = 10.0
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping = threading.Event()
-        self._poller: threading.Thread | None = None
-        self._reports: list[tuple[asyncio.Future[None], KafkaError | None]] = []
+        self._poll_handle: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._producer = Producer(self._config)
-        self._stopping.clear()
-        # Delivery reports are served by poll(); a thread of its own keeps them off the event loop.
-        self._poller = threading.Thread(target=self._poll_until_stopped, name=f"{self._config['client.id']}-poll",
-                                        daemon=True)
-        self._poller.start()
 
     async def stop(self) -> None:
-        producer, poller = self._producer, self._poller
-        if producer is None or poller is None:
+        producer = self._producer
+        if producer is None:
             return
         self._producer = None
-        self._stopping.set()
-        await asyncio.get_running_loop().run_in_executor(None, poller.join)
+        self._cancel_poll()
+        # Whatever is buffered gets its chance to land, and its waiters an answer, before we go.
+        deadline = time.monotonic() + self._flush_timeout_s
+        while len(producer) and time.monotonic() < deadline:
+            producer.poll(0)
+            await asyncio.sleep(POLL_INTERVAL_S)
+        producer.poll(0)
 
     async def publish(self, spec: TopicSpec, event: Event, key: str) -> None:
         await self.publish_all([(spec, event, key)])
@@ -91,45 +92,48 @@ class RecordProducer:
             delivered = loop.create_future()
             try:
                 producer.produce(self._settings.topic(spec), encode_event(event), key.encode(),
-                                 headers=_headers(event), on_delivery=partial(self._delivered, delivered))
+                                 headers=_headers(event), on_delivery=partial(_settle, delivered))
             except BufferError as exc:  # the local queue is full: Kafka has been away for a while
                 delivered.cancel()
                 raise KafkaUnavailable("the producer's queue is full") from exc
             deliveries.append(delivered)
-        return asyncio.gather(*deliveries)
+        self._schedule_poll()
+        return deliveries[0] if len(deliveries) == 1 else asyncio.gather(*deliveries)
 
-    def _poll_until_stopped(self) -> None:
-        producer, loop = self._producer, self._loop
-        assert producer is not None and loop is not None
-        while not self._stopping.is_set():
-            producer.poll(0.1)
-            self._hand_over(loop)
-        # Whatever is buffered gets its chance to land, and its waiters an answer, before the thread ends.
-        producer.flush(10.0)
-        self._hand_over(loop)
+    def _schedule_poll(self) -> None:
+        if self._poll_handle is None and self._loop is not None:
+            self._poll_handle = self._loop.call_later(POLL_INTERVAL_S, self._poll)
 
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        # One wake-up of the event loop per poll, for every report it served (a produce
-        # response acknowledges many records at once), not one per record.
-        reports, self._reports = self._reports, []
-        if reports:
-            loop.call_soon_threadsafe(_settle_all, reports)
+    def _cancel_poll(self) -> None:
+        if self._poll_handle is not None:
+            self._poll_handle.cancel()
+            self._poll_handle = None
 
-    def _delivered(self, delivered: asyncio.Future[None], error: KafkaError | None, _: Message) -> None:
-        """Runs on the poll thread, inside poll() or flush(): collect the outcome for the event loop."""
-        self._reports.append((delivered, error))
+    def _poll(self) -> None:
+        """Serves delivery reports on the event loop itself, while any record awaits one.
+
+        A polling thread would call back into Python once per record, and every call
+        would wait for the GIL the event loop holds: reports would queue behind it.
+        """
+        self._poll_handle = None
+        producer = self._producer
+        if producer is None:
+            return
+        producer.poll(0)
+        if len(producer):
+            self._schedule_poll()
 
 
-def _settle_all(reports: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
-    for delivered, error in reports:
-        if delivered.done():
-            continue
-        if error is None:
-            delivered.set_result(None)
-        elif error.retriable() or error.code() in _OUTAGE_CODES:
-            delivered.set_exception(KafkaUnavailable(error.str()))
-        else:
-            delivered.set_exception(RecordNotStored(error.str()))
+def _settle(delivered: asyncio.Future[None], error: KafkaError | None, _: Message) -> None:
+    """Runs inside poll(), on the event loop."""
+    if delivered.done():
+        return
+    if error is None:
+        delivered.set_result(None)
+    elif error.retriable() or error.code() in _OUTAGE_CODES:
+        delivered.set_exception(KafkaUnavailable(error.str()))
+    else:
+        delivered.set_exception(RecordNotStored(error.str()))
 
 
 _OUTAGE_CODES = {KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
