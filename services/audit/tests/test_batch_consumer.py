@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord
 from pymongo.errors import ServerSelectionTimeoutError
 
 from pytake_audit.entrypoints import handled_log
-from pytake_audit.entrypoints.batch_consumer import BatchConsumer
+from pytake_plumbing.batch_consumer import BatchConsumer
 from pytake_audit.samples import T0, inbound
 from pytake_contracts import Event, encode_event
 from pytake_contracts.topics import DEAD_LETTERS
@@ -130,7 +130,8 @@ async def test_each_written_event_gets_its_log_line_with_its_correlation_id(caps
         if bad in batch:
             raise PermanentError("refused")
 
-    consumer = BatchConsumer(Publisher(), "audit", handler, max_attempts=1)  # type: ignore[arg-type]
+    consumer = BatchConsumer(Publisher(), "audit", handler, max_attempts=1,  # type: ignore[arg-type]
+                             on_handled=handled_log.write)
     await consumer.consume([record(encode_event(e), i) for i, e in enumerate([bad, *good])])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"event_handled"' in line]
     assert [(line["event_id"], line["offset"]) for line in lines] == [(str(e.event_id), i + 1)

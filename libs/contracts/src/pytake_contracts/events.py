@@ -23,6 +23,8 @@ __all__ = [
     "OutboundList",
     "OutboundTemplate",
     "OutboundMedia",
+    "WebhookReceivedPayload",
+    "WebhookReceived",
     "InboundMessageReceived",
     "StatusReceived",
     "WebhookErrorPayload",
@@ -178,6 +180,24 @@ class OutboundMedia(Contract):
 OutboundMessage = Annotated[
     OutboundText | OutboundButtons | OutboundList | OutboundTemplate | OutboundMedia, Field(discriminator="type")
 ]
+
+
+# --- gateway intake -> gateway forwarder --------------------------------------
+
+
+class WebhookReceivedPayload(Contract):
+    """A signed webhook POST, stored before Meta got its 200; the forwarder splits and deduplicates it."""
+
+    phone_number_id: str = Field(description="The business number every change in `body` is for.")
+    meta_app_id: str | None = Field(default=None, description="The Meta app whose secret signed the POST.")
+    body: str = Field(description="Meta's webhook JSON: the POST exactly as signed when all of it is for this "
+                                  "number, else the object and this number's entries and changes only.")
+
+
+class WebhookReceived(Event):
+    event_type: Literal["webhook.received"] = "webhook.received"
+    schema_version: Literal[1] = 1
+    payload: WebhookReceivedPayload
 
 
 # --- gateway -> router --------------------------------------------------------

@@ -29,6 +29,15 @@ class TopicSpec:
         return f"{namespace}.{self.name}" if namespace else self.name
 
 
+WEBHOOK_INTAKE = TopicSpec(
+    name="pytake.webhook.intake",
+    # One business number's webhooks stay in order: the forwarder keys each of its events by conversation.
+    key="{phone_number_id}",
+    partitions=6,
+    producer="gateway",
+    consumers=("gateway",),
+    events=(ev.WebhookReceived,),
+)
 WEBHOOK_INBOUND = TopicSpec(
     name="pytake.webhook.inbound",
     key="{phone_number_id}:{contact_key}",
@@ -117,6 +126,7 @@ DEAD_LETTERS = TopicSpec(
 )
 
 CATALOG: tuple[TopicSpec, ...] = (
+    WEBHOOK_INTAKE,
     WEBHOOK_INBOUND,
     MESSAGES_ROUTED,
     STATUSES_ROUTED,

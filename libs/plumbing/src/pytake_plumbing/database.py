@@ -45,11 +45,12 @@ async def create_plain_pool(database_url: str, schema: str, *, max_size: int, ti
                             server_settings: dict[str, str] | None = None, **options: Any) -> asyncpg.Pool:
     """A plain asyncpg pool on the service's schema, for hot paths where a SQLAlchemy session's
     round trips (pre-ping, BEGIN, COMMIT) cost more than the statement: each statement runs in
-    autocommit. min_size=0, so the service starts and waits out an outage like with an engine.
+    autocommit unless the caller opens a transaction (and ends it before releasing the
+    connection). min_size=0, so the service starts and waits out an outage like with an engine.
     """
     return await asyncpg.create_pool(
         asyncpg_dsn(database_url), min_size=0, max_size=max_size, timeout=timeout_s,
-        # No session state is ever left on these connections (no SET, locks, cursors or LISTEN),
+        # No session state is ever left on these connections (no SET, open transaction, cursor or LISTEN),
         # so the reset asyncpg runs on each release would only cost a round trip per statement.
         reset=_nothing_to_reset,
         server_settings={"search_path": schema, "application_name": f"pytake-{schema}", **(server_settings or {})},

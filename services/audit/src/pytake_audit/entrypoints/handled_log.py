@@ -18,7 +18,7 @@ from aiokafka import ConsumerRecord
 
 from pytake_contracts import Event
 
-LOGGER = "pytake_audit.entrypoints.batch_consumer"
+LOGGER = "pytake_audit.entrypoints.handled_log"
 
 
 def lines(handled: Sequence[tuple[ConsumerRecord, Event]], now: datetime) -> list[str]:

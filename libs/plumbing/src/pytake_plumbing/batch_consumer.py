@@ -1,4 +1,4 @@
-"""A batch variant of `pytake_plumbing.messaging.subscribe`: many records per write.
+"""A batch variant of `pytake_plumbing.messaging.subscribe`: many records per handler call.
 
 - A batch is handed to the handler in chunks (one list each, up to `write_chunk` events),
   the next chunk decoded while the previous one is written; its offsets are committed only
@@ -23,15 +23,16 @@ from pydantic import ValidationError
 
 from pytake_contracts import Event, UnknownEventError, decode_event
 from pytake_contracts.topics import DEAD_LETTERS, TopicSpec
-from pytake_plumbing.logs import get_logger, log_context
-from pytake_plumbing.messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, dead_letter_event, is_transient
-from pytake_plumbing.settings import CommonSettings
 
-from . import handled_log
+from .logs import get_logger, log_context
+from .messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, dead_letter_event, is_transient
+from .settings import CommonSettings
 
 log = get_logger(__name__)
 
 BatchHandler = Callable[[Sequence[Event]], Awaitable[Any]]
+# Told, once per batch, which events were handled (for per-event log lines written in one go).
+HandledHook = Callable[[Sequence[tuple[ConsumerRecord, Event]]], None]
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -45,7 +46,8 @@ class BatchConsumer:
 
     def __init__(self, publisher: EventPublisher, service: str, handler: BatchHandler, *,
                  accepts: tuple[type[Event], ...] = (Event,), max_attempts: int = 5,
-                 max_backoff_s: float = 5.0, write_chunk: int = 10_000, writes_in_flight: int = 1) -> None:
+                 max_backoff_s: float = 5.0, write_chunk: int = 10_000, writes_in_flight: int = 1,
+                 on_handled: HandledHook | None = None) -> None:
         self._publisher = publisher
         self._service = service
         self._handler = handler
@@ -55,6 +57,7 @@ class BatchConsumer:
         self._write_chunk = write_chunk
         self._writes_in_flight = writes_in_flight
         self._outage_attempts = 0
+        self._on_handled = on_handled
 
     async def consume(self, records: Sequence[ConsumerRecord]) -> None:
         written: list[tuple[ConsumerRecord, Event]] = []
@@ -70,8 +73,9 @@ class BatchConsumer:
         rejected += [refusal for outcome in outcomes if isinstance(outcome, list) for refusal in outcome]
         for record, error, tries in rejected:
             await self._dead_letter(record, error, tries)
-        refused = {id(record) for record, _, _ in rejected}
-        handled_log.write([(record, event) for record, event in written if id(record) not in refused])
+        if self._on_handled is not None:
+            refused = {id(record) for record, _, _ in rejected}
+            self._on_handled([(record, event) for record, event in written if id(record) not in refused])
 
     async def _write_chunks(self, records: Sequence[ConsumerRecord], written: list[tuple[ConsumerRecord, Event]],
                             rejected: list[tuple[ConsumerRecord, str, int]]) -> list[Any]:
@@ -180,10 +184,11 @@ def subscribe_batch(
     max_backoff_s: float = 5.0,
     write_chunk: int = 10_000,
     writes_in_flight: int = 1,
+    on_handled: HandledHook | None = None,
 ) -> BatchConsumer:
     consumer = BatchConsumer(EventPublisher(broker, settings), service, handler, accepts=accepts,
                              max_attempts=max_attempts, max_backoff_s=max_backoff_s, write_chunk=write_chunk,
-                             writes_in_flight=writes_in_flight)
+                             writes_in_flight=writes_in_flight, on_handled=on_handled)
 
     @broker.subscriber(
         *[settings.topic(spec) for spec in specs],
