@@ -197,9 +197,9 @@ def start_sender_stack(servers_env: dict[str, str]) -> SenderStack:
     settings = CommonSettings.model_validate(env)
     stack = Stack(env=env, log_dir=Path(STATE_DIR) / "test-logs" / namespace, ports=ports)
     asyncio.run(ensure_topics(settings))
-    for module in ("pytake_router.main", "pytake_sender.main"):
+    for module in ("pytake_router.main", "pytake_sender.main", "pytake_gateway.main"):
         stack.run_cli(module, "migrate")
-    stack.start(["fake-graph-api", "router", "gateway"])
+    stack.start(["fake-graph-api", "router", "gateway-forwarder", "gateway"])
     return SenderStack(stack, settings)
 
 

@@ -1,18 +1,22 @@
 """The gateway's HTTP contract, with FastStream's in-memory TestKafkaBroker."""
 
+from __future__ import annotations
+
+import asyncio
 import json
-import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from faststream.kafka import TestKafkaBroker
+from faststream.kafka import KafkaMessage, TestKafkaBroker
 
-from pytake_contracts import InboundMessageReceived, StatusReceived, decode_event
-from pytake_contracts.topics import WEBHOOK_INBOUND
+from pytake_contracts import WebhookReceived, decode_event
+from pytake_contracts.topics import WEBHOOK_INTAKE
 from pytake_devstack import meta_payloads
 from pytake_devstack import meta_samples as meta
-from pytake_gateway.adapters.memory_dedup import InMemoryDedupStore
 from pytake_gateway.app import create_app, serving_app
+from pytake_gateway.service.ingest import AppCredentials
 from pytake_gateway.settings import GatewaySettings
 from pytake_plumbing.messaging import EventPublisher, make_broker
 
@@ -22,30 +26,69 @@ PATH = "/api/v1/webhooks/whatsapp"
 BASE_SETTINGS = {
     "GATEWAY_SECRETS_SOURCE": "demo", "GATEWAY_DEMO_APP_SECRET": SECRET, "GATEWAY_DEMO_VERIFY_TOKEN": "tok",
     "GATEWAY_MAX_BODY_BYTES": 16384, "PYTAKE_NAMESPACE": "unit"}
+FAST_PATH_OR_NOT = pytest.mark.parametrize("fast_path", [True, False], ids=["fast path", "fastapi routes"])
 
 
-async def _running(settings: dict, fast_path: bool = True):
+@dataclass
+class Running:
+    client: httpx.AsyncClient
+    stored: list[tuple[str, WebhookReceived]] = field(default_factory=list)  # (key, event) on the intake topic
+
+    @property
+    def events(self) -> list[WebhookReceived]:
+        return [event for _, event in self.stored]
+
+
+class OneApp:
+    """The registry knows app1 only (and the demo path without an app id)."""
+
+    async def credentials(self, meta_app_id: str | None) -> AppCredentials | None:
+        return AppCredentials([SECRET], ["tok"]) if meta_app_id in {None, "app1"} else None
+
+
+class FailingPublisher:
+    async def publish_all(self, items: Sequence) -> None:
+        raise ConnectionError("kafka down")
+
+
+class HeldPublisher:
+    """Kafka away while `held`: a publish waits until the test lets it land."""
+
+    def __init__(self) -> None:
+        self.held = True
+        self.waiting: list[asyncio.Future[None]] = []
+        self.published: list = []
+
+    async def publish_all(self, items: Sequence) -> None:
+        if self.held:
+            self.waiting.append(asyncio.get_running_loop().create_future())
+            await self.waiting[-1]
+        self.published.extend(event for _, event, _ in items)
+
+
+async def _running(settings: dict, fast_path: bool = True, **app_parts):
     config = GatewaySettings.model_validate(settings)
     broker = make_broker(config, "gateway")
-    app = create_app(config, dedup=InMemoryDedupStore(time.monotonic), broker=broker,
-                     publisher=EventPublisher(broker, config))
-    received: list[str] = []
+    if "publisher" not in app_parts:
+        app_parts["publisher"] = EventPublisher(broker, config)
+    app = create_app(config, broker=broker, **app_parts)
 
-    @broker.subscriber(WEBHOOK_INBOUND.full_name("unit"))
-    async def capture(body: dict) -> None:
-        received.append(json.dumps(body))
+    @broker.subscriber(config.topic(WEBHOOK_INTAKE))
+    async def capture(body: dict, message: KafkaMessage) -> None:
+        running.stored.append((message.raw_message.key.decode(), decode_event(message.body)))
 
     async with TestKafkaBroker(broker):
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=serving_app(app) if fast_path else app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-                yield client, received
+                running = Running(client)
+                yield running
 
 
 # The server runs webhook POSTs on the fast path; FastAPI's documented routes must answer the same.
-@pytest.fixture(params=["fast path", "fastapi routes"])
+@pytest.fixture(params=[True, False], ids=["fast path", "fastapi routes"])
 async def gateway(request):
-    async for running in _running(BASE_SETTINGS, fast_path=request.param == "fast path"):
+    async for running in _running(BASE_SETTINGS, fast_path=request.param):
         yield running
 
 
@@ -57,9 +100,14 @@ def _post(client: httpx.AsyncClient, body: bytes, signature: str | None, content
     return client.post(path, content=body, headers=headers)
 
 
-def _signed(client: httpx.AsyncClient, payload: dict, path: str = PATH):
-    body = meta.encode(payload)
+def _signed(client: httpx.AsyncClient, payload: dict | bytes, path: str = PATH):
+    body = payload if isinstance(payload, bytes) else meta.encode(payload)
     return _post(client, body, meta_payloads.sign(body, SECRET), path=path)
+
+
+def _text_webhook(phone_number_id: str = meta.PHONE_NUMBER_ID) -> dict:
+    return meta.webhook(meta.value(phone_number_id=phone_number_id, contacts=[meta.contact()],
+                                   messages=[meta.messages()["text"]]))
 
 
 async def _metric(client: httpx.AsyncClient, line_start: str) -> float:
@@ -68,124 +116,189 @@ async def _metric(client: httpx.AsyncClient, line_start: str) -> float:
     return sum(values)
 
 
-async def test_signed_message_is_published(gateway) -> None:
-    client, received = gateway
+async def test_a_signed_webhook_is_stored_as_signed_in_the_intake_topic(gateway) -> None:
     body = meta_payloads.encode(meta_payloads.text_message("100", "hello"))
-    response = await _post(client, body, meta_payloads.sign(body, SECRET))
+    response = await _post(gateway.client, body, meta_payloads.sign(body, SECRET))
     assert response.status_code == 200
-    assert response.json() == {"status": "accepted", "events": 1, "duplicates": 0}
-    (event,) = [decode_event(raw) for raw in received]
-    assert isinstance(event, InboundMessageReceived)
-    assert event.payload.message.text == "hello"
+    assert response.json() == {"status": "accepted", "stored": 1, "ignored": 0}
+    ((key, event),) = gateway.stored
+    assert key == "100" and isinstance(event, WebhookReceived)
+    assert event.payload.body.encode() == body and event.payload.phone_number_id == "100"
+    assert event.payload.meta_app_id is None  # the path without an app id
 
 
-async def test_every_message_type_and_status_in_one_post_is_published(gateway) -> None:
-    client, received = gateway
+async def test_the_app_id_of_the_path_is_stored_with_the_webhook(gateway) -> None:
+    response = await _signed(gateway.client, _text_webhook(), path=PATH + "/1234567890")
+    assert response.status_code == 200
+    (event,) = gateway.events
+    assert event.payload.meta_app_id == "1234567890"
+
+
+async def test_every_message_type_and_status_for_one_number_is_one_record(gateway) -> None:
     samples = meta.messages()
     out = meta.wamid()
-    payload = meta.entries(
+    body = meta.encode(meta.entries(
         meta.webhook(meta.value(contacts=[meta.contact()], messages=list(samples.values()))),
         meta.webhook(meta.value(statuses=[meta.status(out, "delivered"),
-                                          meta.status(out, "failed", errors=meta.FAILED_STATUS_ERRORS)])))
-    response = await _signed(client, payload)
-    assert response.status_code == 200 and response.json()["events"] == len(samples) + 2
-    events = [decode_event(raw) for raw in received]
-    assert sorted(e.payload.message.type for e in events if isinstance(e, InboundMessageReceived)) == sorted(
-        sample["type"] for sample in samples.values())
-    assert [e.payload.status for e in events if isinstance(e, StatusReceived)] == ["delivered", "failed"]
+                                          meta.status(out, "failed", errors=meta.FAILED_STATUS_ERRORS)]))))
+    response = await _signed(gateway.client, body)
+    assert response.json() == {"status": "accepted", "stored": 1, "ignored": 0}
+    (event,) = gateway.events
+    assert event.payload.body.encode() == body
 
 
-async def test_the_same_webhook_three_times_is_published_once(gateway) -> None:
-    client, received = gateway
-    out = meta.wamid()
-    payload = meta.webhook(meta.value(contacts=[meta.contact()], messages=[meta.messages()["text"]],
-                                      statuses=[meta.status(out, "sent")]))
-    answers = [await _signed(client, payload) for _ in range(3)]
-    assert [a.status_code for a in answers] == [200, 200, 200]
-    assert [a.json()["events"] for a in answers] == [2, 0, 0]
-    assert [a.json()["duplicates"] for a in answers] == [0, 2, 2]
-    assert len(received) == 2
-    assert await _metric(client, "pytake_gateway_duplicates_total") == 4
-    # A new status of the same message is not a duplicate: statuses are keyed by (wamid, status).
-    later = await _signed(client, meta.webhook(meta.value(statuses=[meta.status(out, "delivered")])))
-    assert later.json()["events"] == 1 and len(received) == 3
+async def test_a_webhook_for_two_numbers_is_two_records_keyed_by_number(gateway) -> None:
+    payload = meta.webhook(meta.value(phone_number_id="111", contacts=[meta.contact()],
+                                      messages=[meta.messages()["text"]]),
+                           meta.value(phone_number_id="222", statuses=[meta.status(meta.wamid(), "read")]))
+    response = await _signed(gateway.client, payload)
+    assert response.json() == {"status": "accepted", "stored": 2, "ignored": 0}
+    assert [key for key, _ in gateway.stored] == ["111", "222"]
+    for key, event in gateway.stored:
+        numbers = {change["value"]["metadata"]["phone_number_id"]
+                   for entry in json.loads(event.payload.body)["entry"] for change in entry["changes"]}
+        assert numbers == {key}
+    assert await _metric(gateway.client, "pytake_gateway_webhooks_stored_total") == 2
 
 
-async def test_business_scoped_user_without_phone_number(gateway) -> None:
-    client, received = gateway
-    body = meta_payloads.encode(meta_payloads.text_message("100", "hi", wa_id=None, user_id="US.1234"))
-    assert (await _post(client, body, meta_payloads.sign(body, SECRET))).status_code == 200
-    (event,) = [decode_event(raw) for raw in received]
-    assert event.payload.contact.wa_id is None and event.payload.contact.user_id == "US.1234"
+async def test_the_same_webhook_three_times_is_stored_three_times(gateway) -> None:
+    body = meta.encode(_text_webhook())
+    answers = [await _signed(gateway.client, body) for _ in range(3)]
+    assert [(a.status_code, a.json()["stored"]) for a in answers] == [(200, 1)] * 3
+    assert [event.payload.body.encode() for event in gateway.events] == [body] * 3
+    assert len({event.event_id for event in gateway.events}) == 3
 
 
 async def test_unknown_object_or_field_is_200_ignored_and_counted(gateway) -> None:
-    client, received = gateway
-    other_object = await _signed(client, {"object": "instagram", "entry": []})
-    other_field = await _signed(client, meta.webhook({"ban_info": {}}, field="account_update"))
+    other_object = await _signed(gateway.client, {"object": "instagram", "entry": []})
+    other_field = await _signed(gateway.client, meta.webhook({"ban_info": {}}, field="account_update"))
     assert (other_object.status_code, other_field.status_code) == (200, 200)
-    assert other_object.json()["events"] == other_field.json()["events"] == 0
-    assert received == []
-    assert await _metric(client, 'pytake_gateway_ignored_total{reason="object"}') == 1
-    assert await _metric(client, 'pytake_gateway_ignored_total{reason="field"}') == 1
+    assert other_object.json() == other_field.json() == {"status": "accepted", "stored": 0, "ignored": 1}
+    assert gateway.stored == []
+    assert await _metric(gateway.client, 'pytake_gateway_ignored_total{reason="object"}') == 1
+    assert await _metric(gateway.client, 'pytake_gateway_ignored_total{reason="field"}') == 1
 
 
-async def test_bad_signature_is_401_and_publishes_nothing(gateway) -> None:
-    client, received = gateway
+async def test_an_unknown_field_beside_messages_is_left_out_of_the_record(gateway) -> None:
+    messages = meta.value(contacts=[meta.contact()], messages=[meta.messages()["text"]])
+    payload = {"object": "whatsapp_business_account", "entry": [{"id": meta.WABA_ID, "changes": [
+        {"field": "account_update", "value": {"ban_info": {}}}, {"field": "messages", "value": messages}]}]}
+    response = await _signed(gateway.client, payload)
+    assert response.json() == {"status": "accepted", "stored": 1, "ignored": 1}
+    (event,) = gateway.events
+    assert [c["field"] for c in json.loads(event.payload.body)["entry"][0]["changes"]] == ["messages"]
+
+
+async def test_bad_or_missing_signature_is_401_and_stores_nothing(gateway) -> None:
     body = meta_payloads.encode(meta_payloads.text_message("100", "hello"))
-    response = await _post(client, body, meta_payloads.sign(body, "wrong"))
-    assert response.status_code == 401
-    assert response.json()["error"]["code"] == "invalid_signature"
-    assert received == []
+    for signature in (meta_payloads.sign(body, "wrong"), None):
+        response = await _post(gateway.client, body, signature)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_signature"
+    assert gateway.stored == []
 
 
-async def test_malformed_json_is_400_and_publishes_nothing(gateway) -> None:
-    client, received = gateway
-    body = b'{"object": "whatsapp_business_account", "entry": [}'
-    response = await _post(client, body, meta_payloads.sign(body, SECRET))
+@pytest.mark.parametrize("body", [b'{"object": "whatsapp_business_account", "entry": [}', b'{"entry": []}'],
+                         ids=["not json", "not a webhook"])
+async def test_malformed_body_is_400_and_stores_nothing(gateway, body: bytes) -> None:
+    response = await _post(gateway.client, body, meta_payloads.sign(body, SECRET))
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "malformed_payload"
-    assert received == []
+    assert gateway.stored == []
 
 
-async def test_wrong_content_type_is_415(gateway) -> None:
-    client, _ = gateway
-    body = b"{}"
-    assert (await _post(client, body, meta_payloads.sign(body, SECRET), "text/plain")).status_code == 415
+async def test_wrong_or_missing_content_type_is_415(gateway) -> None:
+    body = meta.encode(_text_webhook())
+    for content_type in ("text/plain", ""):
+        response = await _post(gateway.client, body, meta_payloads.sign(body, SECRET), content_type)
+        assert response.status_code == 415
+        assert response.json()["error"]["code"] == "unsupported_media_type"
+    charset = await _post(gateway.client, body, meta_payloads.sign(body, SECRET), "application/json; charset=utf-8")
+    assert charset.status_code == 200
+    assert len(gateway.stored) == 1
 
 
-async def test_body_over_limit_is_413(gateway) -> None:
-    client, received = gateway
+async def test_body_over_limit_is_413_whether_declared_or_streamed(gateway) -> None:
     body = meta_payloads.encode(meta_payloads.text_message("100", "x" * 20000))
-    assert (await _post(client, body, meta_payloads.sign(body, SECRET))).status_code == 413
-    assert received == []
+    declared = await _post(gateway.client, body, meta_payloads.sign(body, SECRET))
+    assert declared.status_code == 413 and declared.json()["error"]["code"] == "payload_too_large"
+
+    async def chunks():  # no Content-Length: the limit is found while reading
+        for start in range(0, len(body), 4096):
+            yield body[start:start + 4096]
+
+    streamed = await gateway.client.post(PATH, content=chunks(), headers={
+        "Content-Type": "application/json", "X-Hub-Signature-256": meta_payloads.sign(body, SECRET)})
+    assert streamed.status_code == 413
+    assert gateway.stored == []
 
 
 async def test_verification_handshake(gateway) -> None:
-    client, _ = gateway
     for path in (PATH, PATH + "/1234567890"):
-        ok = await client.get(path, params={"hub.mode": "subscribe", "hub.verify_token": "tok", "hub.challenge": "42"})
+        ok = await gateway.client.get(path, params={"hub.mode": "subscribe", "hub.verify_token": "tok",
+                                                    "hub.challenge": "42"})
         assert ok.status_code == 200 and ok.text == "42"
         assert ok.headers["content-type"].startswith("text/plain")
-        wrong = await client.get(path, params={"hub.mode": "subscribe", "hub.verify_token": "no",
-                                               "hub.challenge": "42"})
+        wrong = await gateway.client.get(path, params={"hub.mode": "subscribe", "hub.verify_token": "no",
+                                                       "hub.challenge": "42"})
         assert wrong.status_code == 403
-        missing = await client.get(path, params={"hub.mode": "subscribe"})
+        not_subscribe = await gateway.client.get(path, params={"hub.mode": "unsubscribe", "hub.verify_token": "tok",
+                                                               "hub.challenge": "42"})
+        assert not_subscribe.status_code == 403
+        missing = await gateway.client.get(path, params={"hub.mode": "subscribe"})
         assert missing.status_code == 400
 
 
-async def test_per_source_rate_limit_answers_429() -> None:
-    async for client, received in _running({**BASE_SETTINGS, "GATEWAY_RATE_LIMIT_PER_S": 0.001,
-                                            "GATEWAY_RATE_LIMIT_BURST": 2}):
-        payload = meta.webhook(meta.value(contacts=[meta.contact()], messages=[meta.messages()["text"]]))
-        answers = [(await _signed(client, payload)).status_code for _ in range(3)]
-        assert answers == [200, 200, 429]
-        assert len(received) == 1
-        assert await _metric(client, "pytake_gateway_rate_limited_total") == 1
+@FAST_PATH_OR_NOT
+async def test_an_unknown_app_is_404_and_stores_nothing(fast_path: bool) -> None:
+    async for running in _running(BASE_SETTINGS, fast_path, secrets=OneApp()):
+        known = await _signed(running.client, _text_webhook(), path=PATH + "/app1")
+        unknown = await _signed(running.client, _text_webhook(), path=PATH + "/app2")
+        assert known.status_code == 200
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_app"
+        handshake = await running.client.get(PATH + "/app2", params={
+            "hub.mode": "subscribe", "hub.verify_token": "tok", "hub.challenge": "1"})
+        assert handshake.status_code == 404
+        assert [event.payload.meta_app_id for event in running.events] == ["app1"]
+
+
+@FAST_PATH_OR_NOT
+async def test_kafka_failing_is_503_unavailable(fast_path: bool) -> None:
+    async for running in _running(BASE_SETTINGS, fast_path, publisher=FailingPublisher()):
+        response = await _signed(running.client, _text_webhook())
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "unavailable"
+        assert await _metric(running.client, 'pytake_gateway_webhooks_total{status="503"}') == 1
+        assert await _metric(running.client, "pytake_gateway_webhooks_stored_total") == 0
+
+
+@FAST_PATH_OR_NOT
+async def test_a_publish_past_its_deadline_is_503_and_later_webhooks_get_through(fast_path: bool) -> None:
+    publisher = HeldPublisher()
+    async for running in _running({**BASE_SETTINGS, "GATEWAY_PUBLISH_TIMEOUT_S": 0.01}, fast_path,
+                                  publisher=publisher):
+        late = await _signed(running.client, _text_webhook("111"))
+        assert late.status_code == 503 and late.json()["error"]["code"] == "unavailable"
+        publisher.held = False
+        publisher.waiting[0].set_result(None)  # the late publish lands after all
+        on_time = await _signed(running.client, _text_webhook("222"))
+        assert on_time.status_code == 200 and on_time.json()["stored"] == 1
+        assert sorted(event.payload.phone_number_id for event in publisher.published) == ["111", "222"]
+
+
+@FAST_PATH_OR_NOT
+async def test_per_source_rate_limit_answers_429(fast_path: bool) -> None:
+    async for running in _running({**BASE_SETTINGS, "GATEWAY_RATE_LIMIT_PER_S": 0.001,
+                                   "GATEWAY_RATE_LIMIT_BURST": 2}, fast_path):
+        answers = [await _signed(running.client, _text_webhook()) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]
+        assert answers[2].json()["error"]["code"] == "rate_limited"
+        assert len(running.stored) == 2
+        assert await _metric(running.client, "pytake_gateway_rate_limited_total") == 1
 
 
 async def test_health_docs_and_metrics_are_served(gateway) -> None:
-    client, _ = gateway
+    client = gateway.client
     assert (await client.get("/api/v1/health")).json()["status"] == "ok"
     assert (await client.get("/api/v1/docs")).status_code == 200
     paths = (await client.get("/api/v1/openapi.json")).json()["paths"]
@@ -193,16 +306,15 @@ async def test_health_docs_and_metrics_are_served(gateway) -> None:
     documented = paths[PATH + "/{meta_app_id}"]["post"]
     assert {p["name"] for p in documented["parameters"]} >= {"meta_app_id", "X-Hub-Signature-256"}
     assert {"200", "401", "413", "415", "503"} <= set(documented["responses"])
-    await _signed(client, meta.webhook(meta.value(contacts=[meta.contact()], messages=[meta.messages()["text"]])))
+    await _signed(client, _text_webhook())
     assert await _metric(client, 'pytake_gateway_webhooks_total{status="200"}') == 1
     assert await _metric(client, "pytake_gateway_ack_seconds_count") == 1
-    assert await _metric(client, 'pytake_gateway_events_published_total{event_type="webhook.message_received"}') == 1
+    assert await _metric(client, "pytake_gateway_webhooks_stored_total") == 1
 
 
 async def test_a_path_that_is_no_webhook_path_gets_fastapi_s_answer(gateway) -> None:
-    client, received = gateway
-    body = meta.encode(meta.webhook(meta.value(contacts=[meta.contact()], messages=[meta.messages()["text"]])))
+    body = meta.encode(_text_webhook())
     for path in (PATH + "/app/extra", PATH + "/bad%20id"):
-        answer = await _post(client, body, meta_payloads.sign(body, SECRET), path=path)
+        answer = await _post(gateway.client, body, meta_payloads.sign(body, SECRET), path=path)
         assert answer.status_code in {404, 422} and answer.json()["error"]["code"] in {"not_found", "validation_error"}
-    assert received == []
+    assert gateway.stored == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from uuid import uuid4
 
 import httpx
@@ -14,7 +13,6 @@ from pytake_contracts import RegistryChanged, RegistryChangedPayload
 from pytake_contracts.topics import REGISTRY_CHANGES
 from pytake_devstack import meta_payloads
 from pytake_devstack import meta_samples as meta
-from pytake_gateway.adapters.memory_dedup import InMemoryDedupStore
 from pytake_gateway.adapters.secrets import RegistrySecretSource
 from pytake_gateway.app import create_app
 from pytake_gateway.service.ingest import SecretsUnavailable
@@ -106,7 +104,7 @@ async def test_registry_mode_over_http_with_rotation_announced_on_kafka() -> Non
                                                "PYTAKE_NAMESPACE": "unitreg"})
     source = _source(registry, Clock())
     broker = make_broker(settings, "gateway")
-    app = create_app(settings, secrets=source, dedup=InMemoryDedupStore(time.monotonic), broker=broker,
+    app = create_app(settings, secrets=source, broker=broker,
                      publisher=EventPublisher(broker, settings))
     path = "/api/v1/webhooks/whatsapp/app1"
 

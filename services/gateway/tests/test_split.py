@@ -1,7 +1,15 @@
-from pytake_contracts import InboundMessageReceived, StatusReceived, WebhookErrorReceived
+from pytake_contracts import (
+    InboundMessageReceived,
+    StatusReceived,
+    WebhookErrorReceived,
+    WebhookReceived,
+    WebhookReceivedPayload,
+)
 from pytake_devstack import meta_samples as meta
 from pytake_gateway.domain.split import split_webhook
 from pytake_gateway.domain.webhook import WebhookPayload
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def _value(phone_number_id: str, **parts: object) -> dict:
@@ -151,3 +159,27 @@ def test_a_message_or_status_without_any_contact_id_is_ignored_not_failed() -> N
         messages=[{"id": "wamid.x", "timestamp": "1", "type": "text", "text": {"body": "?"}}],
         statuses=[{"id": "wamid.y", "status": "sent", "timestamp": "1"}])))
     assert result.events == [] and result.ignored == ["message:wamid.x", "status:wamid.y"]
+
+
+def test_events_split_from_a_stored_webhook_carry_its_id_and_trace_each_with_its_own_correlation() -> None:
+    cause = WebhookReceived(correlation_id="intake", producer="gateway", traceparent=TRACEPARENT,
+                            tracestate="vendor=1", payload=WebhookReceivedPayload(phone_number_id="A", body="{}"))
+    payload = WebhookPayload.model_validate(meta.webhook(meta.value(
+        contacts=[meta.contact()], messages=[meta.messages()["text"]], statuses=[meta.status(meta.wamid(), "read")],
+        errors=[{"code": 1, "title": "t"}])))
+    events = [out.event for out in split_webhook(payload, cause=cause).events]
+    assert len(events) == 3
+    assert {(e.causation_id, e.traceparent, e.tracestate) for e in events} == {
+        (str(cause.event_id), TRACEPARENT, "vendor=1")}
+    assert len({e.correlation_id for e in events} | {cause.correlation_id}) == 4
+    uncaused = [out.event for out in split_webhook(payload).events]
+    assert {(e.causation_id, e.traceparent) for e in uncaused} == {(None, None)}
+
+
+def test_a_messages_change_whose_value_is_no_webhook_value_is_ignored() -> None:
+    result = _split({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": "messages", "value": {"messages": []}},  # no metadata
+        {"field": "messages", "value": _value("A", statuses=[{"id": "w", "status": "sent", "timestamp": "1",
+                                                               "recipient_id": "9"}])}]}]})
+    assert result.ignored == ["value:invalid"]
+    assert [out.dedup_key for out in result.events] == ["s:w:sent"]

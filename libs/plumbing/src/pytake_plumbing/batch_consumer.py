@@ -202,8 +202,8 @@ def subscribe_batch(
         decoder=_raw_bodies,  # the contracts decode the bytes, once
     )
     async def on_batch(bodies: list[bytes], message: KafkaMessage) -> None:
-        raw = message.raw_message
-        await consumer.consume(raw if isinstance(raw, tuple) else (raw,))
+        raw = message.raw_message  # aiokafka gives a batch as a tuple, FastStream's test broker as a list
+        await consumer.consume(tuple(raw) if isinstance(raw, (tuple, list)) else (raw,))
 
     return consumer
 

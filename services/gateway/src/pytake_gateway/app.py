@@ -17,33 +17,37 @@ from pytake_plumbing.record_producer import RecordProducer
 from pytake_plumbing.service_app import build_service_app, kafka_reachable
 from pytake_plumbing.tracing import configure_tracing
 
-from .adapters.db.dedup import PostgresDedupStore
-from .adapters.kafka_sink import EventsPublisher, KafkaEventSink
-from .adapters.memory_dedup import InMemoryDedupStore
-from .adapters.metrics import GatewayMetrics
+from .adapters.db.receipts import PostgresReceiptStore
+from .adapters.kafka_sink import AcknowledgedSink, EventsPublisher, KafkaEventSink
+from .adapters.memory_receipts import InMemoryReceiptStore
+from .adapters.metrics import ForwarderMetrics, GatewayMetrics
 from .adapters.secrets import DemoSecretSource, RegistrySecretSource
 from .domain.rate_limit import TokenBucketLimiter
-from .entrypoints import kafka
+from .entrypoints import forwarder, kafka
 from .entrypoints.http import WebhookEndpoints, WebhookFastPath, is_webhook_post, metrics_router, webhook_router
-from .service.ingest import DedupStore, DedupUnavailable, SecretSource, WebhookIngestor
+from .service.forward import ReceiptStore, ReceiptsUnavailable
+from .service.ingest import SecretSource, WebhookIngestor
 from .settings import GatewaySettings
 
 SERVICE = "gateway"
+FORWARDER = "gateway-forwarder"
 MIGRATIONS = Path(__file__).parent / "adapters" / "db" / "migrations"
 
 log = get_logger(__name__)
 
 
 def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource | None = None,
-               dedup: DedupStore | None = None, broker: KafkaBroker | None = None,
-               publisher: EventsPublisher | None = None) -> FastAPI:
-    """`publisher` defaults to the lean record producer; unit tests pass one on FastStream's test broker."""
+               broker: KafkaBroker | None = None, publisher: EventsPublisher | None = None) -> FastAPI:
+    """The front door: Meta's webhooks, stored in the intake topic before they are acknowledged.
+
+    `publisher` defaults to the lean record producer; unit tests pass one on FastStream's test broker.
+    """
     settings = settings or GatewaySettings()
     configure_logging(SERVICE, settings.log_level)
     broker = broker or make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
     # A lean producer (no per-record middleware): the webhook's span already covers the publish.
     # A short linger lets one produce request carry the records of many concurrent webhooks:
-    # the broker's cost is per request, and 3 ms is well inside Meta's patience.
+    # the broker's cost is per request, and a few ms are well inside Meta's patience.
     on_startup: list = []
     on_shutdown: list = []
     if publisher is None:
@@ -59,11 +63,6 @@ def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource
     if isinstance(secrets, RegistrySecretSource):
         kafka.register(broker, settings, secrets)
 
-    if dedup is None:
-        dedup, start_dedup, stop_dedup = _dedup_store(settings)
-        on_startup.append(start_dedup)
-        on_shutdown.append(stop_dedup)
-
     async def kafka_ready() -> bool:
         return await kafka_reachable(broker)
 
@@ -74,7 +73,7 @@ def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource
                             telemetry={"operation_spans": False, "exclude": is_webhook_post})
     metrics = GatewayMetrics()
     limiter = TokenBucketLimiter(settings.rate_limit_per_s, settings.rate_limit_burst, time.monotonic)
-    ingestor = WebhookIngestor(secrets, dedup, sink, lease_s=settings.dedup_claim_lease_s)
+    ingestor = WebhookIngestor(secrets, sink)
     endpoints = WebhookEndpoints(ingestor, limiter, metrics, settings.max_body_bytes)
     app.include_router(webhook_router(endpoints))
     app.include_router(metrics_router(metrics))
@@ -103,13 +102,43 @@ def _secret_source(settings: GatewaySettings):  # noqa: ANN202 - (source, closer
     return source, client.aclose
 
 
-def _dedup_store(settings: GatewaySettings):  # noqa: ANN202 - (store, start, stop)
+def create_forwarder_app(settings: GatewaySettings | None = None, *, receipts: ReceiptStore | None = None,
+                         broker: KafkaBroker | None = None, publisher: EventsPublisher | None = None) -> FastAPI:
+    """Behind the front door: stored webhooks split into events, each passed downstream once."""
+    settings = settings or GatewaySettings()
+    configure_logging(FORWARDER, settings.log_level)
+    broker = broker or make_broker(settings, FORWARDER, tracer_provider=configure_tracing(FORWARDER))
+    on_startup: list = []
+    on_shutdown: list = []
+    if publisher is None:
+        producer = RecordProducer(settings, f"pytake-{FORWARDER}", linger_ms=settings.forward_linger_ms)
+        on_startup.append(producer.start)
+        on_shutdown.append(producer.stop)
+        publisher = producer
+    if receipts is None:
+        receipts, start_receipts, stop_receipts = _receipt_store(settings)
+        on_startup.append(start_receipts)
+        on_shutdown.append(stop_receipts)
+    metrics = ForwarderMetrics()
+    forwarder.register(broker, settings, receipts, AcknowledgedSink(publisher), metrics)
+
+    async def kafka_ready() -> bool:
+        return await kafka_reachable(broker)
+
+    app = build_service_app(FORWARDER, broker, readiness=[kafka_ready], on_startup=on_startup,
+                            on_shutdown=on_shutdown)
+    app.include_router(metrics_router(metrics))
+    app.state.broker = broker
+    app.state.metrics = metrics
+    return app
+
+
+def _receipt_store(settings: GatewaySettings):  # noqa: ANN202 - (store, start, stop)
     if settings.dedup_store == "memory":
         async def nothing() -> None:
             return None
-        return InMemoryDedupStore(time.monotonic, settings.dedup_claim_lease_s), nothing, nothing
-    store = PostgresDedupStore(settings.database_url, settings.db_schema(SERVICE),
-                               lease_s=settings.dedup_claim_lease_s, pool_size=settings.dedup_pool_size)
+        return InMemoryReceiptStore(), nothing, nothing
+    store = PostgresReceiptStore(settings.database_url, settings.db_schema(SERVICE))
     tasks: list[asyncio.Task[None]] = []
 
     async def start() -> None:
@@ -124,7 +153,7 @@ def _dedup_store(settings: GatewaySettings):  # noqa: ANN202 - (store, start, st
     return store, start, stop
 
 
-async def _cleanup_forever(store: PostgresDedupStore, settings: GatewaySettings) -> None:
+async def _cleanup_forever(store: PostgresReceiptStore, settings: GatewaySettings) -> None:
     """Every replica runs it; the deletes skip rows another replica is deleting."""
     retention_s = settings.dedup_retention_days * 86_400
     while True:
@@ -132,6 +161,6 @@ async def _cleanup_forever(store: PostgresDedupStore, settings: GatewaySettings)
             deleted = await store.delete_expired(retention_s)
             if deleted:
                 log.info("dedup_receipts_expired", deleted=deleted)
-        except DedupUnavailable as exc:
+        except ReceiptsUnavailable as exc:
             log.warning("dedup_cleanup_failed", error=str(exc)[:300])
         await asyncio.sleep(settings.dedup_cleanup_interval_s)

@@ -25,14 +25,16 @@ class GatewaySettings(CommonSettings):
     publish_timeout_s: float = Field(default=5.0, alias="GATEWAY_PUBLISH_TIMEOUT_S")
     publish_linger_ms: int = Field(default=3, alias="GATEWAY_PUBLISH_LINGER_MS")
 
+    # The forwarder (`pytake-gateway forward`): intake topic -> dedup -> inbound topic.
+    forwarder_http_port: int = Field(default=8085, alias="GATEWAY_FORWARDER_HTTP_PORT")
+    forward_batch_max_records: int = Field(default=1000, alias="GATEWAY_FORWARD_BATCH_MAX_RECORDS")
+    forward_batch_timeout_ms: int = Field(default=100, alias="GATEWAY_FORWARD_BATCH_TIMEOUT_MS")
+    forward_linger_ms: int = Field(default=5, alias="GATEWAY_FORWARD_LINGER_MS")
     # postgres: shared by every replica (normal operation). memory: one process only (tests, benchmarks).
     dedup_store: Literal["postgres", "memory"] = Field(default="postgres", alias="GATEWAY_DEDUP_STORE")
     # Meta retries for up to 7 days; one day more covers clock skew and the last retries.
     dedup_retention_days: float = Field(default=8.0, alias="GATEWAY_DEDUP_RETENTION_DAYS")
-    # A claim older than this whose publish never finished (crashed replica) may be taken over.
-    dedup_claim_lease_s: float = Field(default=30.0, alias="GATEWAY_DEDUP_CLAIM_LEASE_S")
     dedup_cleanup_interval_s: float = Field(default=600.0, alias="GATEWAY_DEDUP_CLEANUP_INTERVAL_S")
-    dedup_pool_size: int = Field(default=10, alias="GATEWAY_DEDUP_POOL_SIZE")
 
     # Per source IP; 0 turns the limit off. Meta delivers from a handful of addresses, so it is generous.
     rate_limit_per_s: float = Field(default=500.0, alias="GATEWAY_RATE_LIMIT_PER_S")

@@ -83,7 +83,7 @@ def run_demo() -> None:
     stack = Stack(env=env, log_dir=STATE_DIR / "logs", ports=dict(DEFAULT_PORTS), run_dir=RUN_DIR)
     stack.prepare([DEMO_TENANT])
     stack.start()
-    print(f"  five services and the fake Graph API up after {time.monotonic() - started:.1f}s\n", flush=True)
+    print(f"  five services (the gateway in two processes) and the fake Graph API up after {time.monotonic() - started:.1f}s\n", flush=True)
 
     gateway, fake = stack.url("gateway"), stack.url("fake-graph-api")
     challenge = httpx.get(f"{gateway}/api/v1/webhooks/whatsapp", params={
@@ -103,10 +103,10 @@ def run_demo() -> None:
     count = asyncio.run(_audit_count(env["MONGODB_URL"], "pytake_audit", wa_id))
     print(f"\nAudit: {count} events about this customer recorded in MongoDB (database pytake_audit).")
     print(f"\nThe stack keeps running ({time.monotonic() - started:.1f}s to here):")
-    for name in ("gateway", "router", "flow-engine", "sender", "audit", "fake-graph-api"):
-        print(f"  {name:<15} {stack.url(name)}")
-    print(f"  webhook         {gateway}/api/v1/webhooks/whatsapp   (docs: {gateway}/api/v1/docs)")
-    print(f"  servers         Kafka {env['KAFKA_BOOTSTRAP_SERVERS']}  PostgreSQL {env['DATABASE_URL']}  "
+    for name in ("gateway", "gateway-forwarder", "router", "flow-engine", "sender", "audit", "fake-graph-api"):
+        print(f"  {name:<17} {stack.url(name)}")
+    print(f"  webhook           {gateway}/api/v1/webhooks/whatsapp   (docs: {gateway}/api/v1/docs)")
+    print(f"  servers           Kafka {env['KAFKA_BOOTSTRAP_SERVERS']}  PostgreSQL {env['DATABASE_URL']}  "
           f"MongoDB {env['MONGODB_URL']}")
-    print(f"  logs            {STATE_DIR / 'logs'}")
+    print(f"  logs              {STATE_DIR / 'logs'}")
     print("Stop everything with: ./pytake stop")

@@ -24,16 +24,21 @@ SERVICE_MODULES = {
     "flow-engine": "pytake_flow_engine.main",
     "sender": "pytake_sender.main",
     "audit": "pytake_audit.main",
+    "gateway-forwarder": "pytake_gateway.main",
     "gateway": "pytake_gateway.main",
 }
+# The command each process runs; `run` unless named here.
+SERVICE_COMMANDS = {"gateway-forwarder": "forward"}
 PORT_ENV = {
     "gateway": "GATEWAY_HTTP_PORT",
+    "gateway-forwarder": "GATEWAY_FORWARDER_HTTP_PORT",
     "router": "ROUTER_HTTP_PORT",
     "flow-engine": "FLOW_ENGINE_HTTP_PORT",
     "sender": "SENDER_HTTP_PORT",
     "audit": "AUDIT_HTTP_PORT",
 }
 DEFAULT_PORTS = {"gateway": 8080, "router": 8081, "flow-engine": 8082, "sender": 8083, "audit": 8084,
+                 "gateway-forwarder": 8085,
                  "fake-graph-api": 8090}
 
 
@@ -118,7 +123,7 @@ class Stack:
             if name == "fake-graph-api":
                 command = [sys.executable, "-m", "pytake_fake_graph.main", "--port", str(self.ports[name])]
             else:
-                command = [sys.executable, "-m", SERVICE_MODULES[name], "run"]
+                command = [sys.executable, "-m", SERVICE_MODULES[name], SERVICE_COMMANDS.get(name, "run")]
             log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
             self.processes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                     start_new_session=True)

@@ -19,11 +19,10 @@ from pytake_contracts import (
     WebhookErrorReceived,
 )
 
+from .intake import SUPPORTED_FIELD, SUPPORTED_OBJECT
 from .webhook import ChangeValue, WebhookContact, WebhookMessage, WebhookPayload, WebhookStatus
 
 PRODUCER = "gateway"
-SUPPORTED_OBJECT = "whatsapp_business_account"
-SUPPORTED_FIELD = "messages"
 
 
 @dataclass(frozen=True)
@@ -86,12 +85,20 @@ def _inbound(message: WebhookMessage) -> InboundMessage:
     )
 
 
-def _message_event(message: WebhookMessage, value: ChangeValue) -> Outgoing:
+def _origin(cause: Event | None) -> dict[str, str | None]:
+    """Envelope fields that tie an event to the stored webhook it was split from (and its trace)."""
+    if cause is None:
+        return {}
+    return {"causation_id": str(cause.event_id), "traceparent": cause.traceparent, "tracestate": cause.tracestate}
+
+
+def _message_event(message: WebhookMessage, value: ChangeValue, origin: dict[str, str | None]) -> Outgoing:
     phone_number_id = value.metadata.phone_number_id
     contact = _contact_for(message, value.contacts)
     event = InboundMessageReceived(
         correlation_id=str(uuid4()),
         producer=PRODUCER,
+        **origin,
         payload=InboundMessagePayload(
             phone_number_id=phone_number_id,
             display_phone_number=value.metadata.display_phone_number,
@@ -102,7 +109,7 @@ def _message_event(message: WebhookMessage, value: ChangeValue) -> Outgoing:
     return Outgoing(event, f"{phone_number_id}:{contact.key}", message_dedup_key(message.id))
 
 
-def _status_event(status: WebhookStatus, phone_number_id: str) -> Outgoing:
+def _status_event(status: WebhookStatus, phone_number_id: str, origin: dict[str, str | None]) -> Outgoing:
     payload = StatusPayload(
         phone_number_id=phone_number_id,
         wamid=status.id,
@@ -112,11 +119,11 @@ def _status_event(status: WebhookStatus, phone_number_id: str) -> Outgoing:
         errors=status.errors,
         raw=status.model_dump(exclude_none=True),
     )
-    event = StatusReceived(correlation_id=str(uuid4()), producer=PRODUCER, payload=payload)
+    event = StatusReceived(correlation_id=str(uuid4()), producer=PRODUCER, payload=payload, **origin)
     return Outgoing(event, f"{phone_number_id}:{payload.recipient.key}", status_dedup_key(status.id, status.status))
 
 
-def _error_event(error: dict, entry_id: str, phone_number_id: str) -> Outgoing:
+def _error_event(error: dict, entry_id: str, phone_number_id: str, origin: dict[str, str | None]) -> Outgoing:
     payload = WebhookErrorPayload(
         phone_number_id=phone_number_id,
         business_account_id=entry_id,
@@ -125,32 +132,34 @@ def _error_event(error: dict, entry_id: str, phone_number_id: str) -> Outgoing:
         message=error.get("message"),
         raw=error,
     )
-    event = WebhookErrorReceived(correlation_id=str(uuid4()), producer=PRODUCER, payload=payload)
+    event = WebhookErrorReceived(correlation_id=str(uuid4()), producer=PRODUCER, payload=payload, **origin)
     # No id of its own to recognise a redelivery: a repeated error is harmless, so it is not deduplicated.
     return Outgoing(event, phone_number_id, None)
 
 
-def _value_events(value: ChangeValue, entry_id: str) -> tuple[list[Outgoing], list[str]]:
+def _value_events(value: ChangeValue, entry_id: str, origin: dict[str, str | None]
+                  ) -> tuple[list[Outgoing], list[str]]:
     events: list[Outgoing] = []
     ignored: list[str] = []
     phone_number_id = value.metadata.phone_number_id
     for message in value.messages:
         try:
-            events.append(_message_event(message, value))
+            events.append(_message_event(message, value, origin))
         except (ValidationError, ValueError):
             ignored.append(f"message:{message.id}")
     for status in value.statuses:
         try:
-            events.append(_status_event(status, phone_number_id))
+            events.append(_status_event(status, phone_number_id, origin))
         except (ValidationError, ValueError):
             ignored.append(f"status:{status.id}")
     for error in value.errors:
-        events.append(_error_event(error, entry_id, phone_number_id))
+        events.append(_error_event(error, entry_id, phone_number_id, origin))
     return events, ignored
 
 
-def split_webhook(payload: WebhookPayload) -> SplitResult:
-    """Each message, status and error starts its own causal chain, with its own correlation id.
+def split_webhook(payload: WebhookPayload, cause: Event | None = None) -> SplitResult:
+    """Each message, status and error starts its own causal chain, with its own correlation id;
+    `cause` is the stored webhook the payload came from (its id and trace carry on).
 
     Parts the gateway does not handle are listed in `ignored`, never raised: Meta would
     otherwise retry a signed payload it will keep sending the same way for 7 days.
@@ -159,6 +168,7 @@ def split_webhook(payload: WebhookPayload) -> SplitResult:
         return SplitResult([], [f"object:{payload.object}"])
     events: list[Outgoing] = []
     ignored: list[str] = []
+    origin = _origin(cause)
     for entry in payload.entry:
         for change in entry.changes:
             if change.field != SUPPORTED_FIELD:
@@ -169,7 +179,7 @@ def split_webhook(payload: WebhookPayload) -> SplitResult:
             except ValidationError:
                 ignored.append("value:invalid")
                 continue
-            found, skipped = _value_events(value, entry.id)
+            found, skipped = _value_events(value, entry.id, origin)
             events += found
             ignored += skipped
     return SplitResult(events, ignored)

@@ -14,8 +14,9 @@ from opentelemetry import trace
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pytake_plumbing.logs import get_logger
+from pytake_plumbing.tracing import trace_context_of
 
-from ..adapters.metrics import CONTENT_TYPE, GatewayMetrics
+from ..adapters.metrics import CONTENT_TYPE, GatewayMetrics, RenderedMetrics
 from ..domain.rate_limit import TokenBucketLimiter
 from ..service.ingest import (
     IngestOutcome,
@@ -40,7 +41,7 @@ SIGNED_POST = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "description": "Meta's webhook notification (object, entry[].changes[])"}}}},
     "responses": {
-        "200": {"description": "every event in the webhook is in Kafka (or was already)"},
+        "200": {"description": "the webhook is in Kafka; each message, status and error in it is passed on once"},
         "400": {"description": "not JSON, or not a webhook notification"},
         "401": {"description": "signature missing or wrong"},
         "404": {"description": "unknown Meta app"},
@@ -103,14 +104,18 @@ class WebhookEndpoints:
 
     async def receive(self, delivery: Delivery) -> Answer:
         started = time.perf_counter()
-        # The trace of every event from this webhook begins with this span.
-        with tracer.start_as_current_span("whatsapp webhook", kind=trace.SpanKind.SERVER) as span:
-            answer = await self._receive(delivery)
+        # The trace of every event from this webhook begins with this span; the stored webhook
+        # carries its context (the span is not made current: nothing else here reads it).
+        span = tracer.start_span("whatsapp webhook", kind=trace.SpanKind.SERVER)
+        try:
+            answer = await self._receive(delivery, trace_context_of(span))
             span.set_attribute("http.response.status_code", answer.status)
+        finally:
+            span.end()
         self._metrics.answered(answer.status, time.perf_counter() - started)
         return answer
 
-    async def _receive(self, delivery: Delivery) -> Answer:
+    async def _receive(self, delivery: Delivery, trace_context: dict[str, str]) -> Answer:
         if (limited := self.over_limit(delivery.source)) is not None:
             return limited
         content_type = delivery.content_type
@@ -120,7 +125,7 @@ class WebhookEndpoints:
         if body is None:
             return error_answer(413, "payload_too_large", f"body over {self._max_body_bytes} bytes")
         try:
-            outcome = await self._ingestor.ingest(delivery.meta_app_id, body, delivery.signature)
+            outcome = await self._ingestor.ingest(delivery.meta_app_id, body, delivery.signature, trace_context)
         except UnknownApp:
             return _unknown_app(delivery.meta_app_id)
         except InvalidSignature:
@@ -151,26 +156,13 @@ class WebhookEndpoints:
         return bytes(body)
 
     def _answer(self, outcome: IngestOutcome) -> Answer:
-        for event in outcome.published:
-            self._metrics.events_published.labels(event.event_type).inc()
-        for key in outcome.duplicates:
-            self._metrics.duplicates.labels("status" if key.startswith("s:") else "message").inc()
-        if not outcome.deduplicated:
-            self._metrics.dedup_unavailable.inc()
+        self._metrics.stored.inc(len(outcome.stored))
         if outcome.ignored:
             # Signed by Meta but not for us: 200, or Meta would retry it for 7 days.
             log.info("webhook_parts_ignored", ignored=outcome.ignored[:50])
             for reason in outcome.ignored:
                 self._metrics.ignored.labels(reason.split(":", 1)[0]).inc()
-        if outcome.duplicates:
-            log.info("webhook_redelivery_skipped", duplicates=outcome.duplicates[:50])
-        if outcome.in_flight:
-            # Another delivery of the same event is publishing it now; if that fails, this retry must not be lost.
-            log.info("webhook_in_flight_elsewhere", keys=outcome.in_flight[:50])
-            return error_answer(503, "in_progress", "part of this webhook is being stored by another request, "
-                                                    "retry later")
-        return Answer(200, {"status": "accepted", "events": len(outcome.published),
-                            "duplicates": len(outcome.duplicates)})
+        return Answer(200, {"status": "accepted", "stored": len(outcome.stored), "ignored": len(outcome.ignored)})
 
 
 @dataclass(frozen=True)
@@ -217,7 +209,7 @@ def webhook_router(endpoints: WebhookEndpoints) -> APIRouter:
     # these routes answer the same way through the same use case, and document the API.
     @router.post(APP_WEBHOOK_PATH, response_model=None, openapi_extra=SIGNED_POST)
     async def receive_app(request: Request, meta_app_id: str = APP_ID) -> Response:
-        """A signed webhook of one Meta app: 200 only once every event in it is in Kafka."""
+        """A signed webhook of one Meta app: 200 only once it is in Kafka."""
         return _json(await endpoints.receive(_delivery(request, meta_app_id)))
 
     @router.get(WEBHOOK_PATH, response_class=PlainTextResponse, response_model=None)
@@ -244,7 +236,7 @@ def _delivery(request: Request, meta_app_id: str | None) -> Delivery:
                     headers.get("content-length"), request.stream())
 
 
-def metrics_router(metrics: GatewayMetrics) -> APIRouter:
+def metrics_router(metrics: RenderedMetrics) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/metrics", include_in_schema=False)

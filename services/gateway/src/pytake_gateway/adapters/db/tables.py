@@ -11,7 +11,7 @@ class Base(DeclarativeBase):
 
 
 class WebhookReceipt(Base):
-    """One row per message (m:<wamid>) or status (s:<wamid>:<status>) the gateway took in.
+    """One row per message (m:<wamid>) or status (s:<wamid>:<status>) the forwarder passed on.
 
     The natural key is the primary key (no surrogate UUID): the table is looked up
     only by it, and a second index would only slow the hot insert.
@@ -20,9 +20,6 @@ class WebhookReceipt(Base):
     __tablename__ = "webhook_receipts"
 
     dedup_key: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
-    # pending: claimed, publish under way (or the claiming replica died); published: in Kafka.
-    state: Mapped[str] = mapped_column(sa.String(16), nullable=False)
-    claimed_at: Mapped[sa.DateTime] = mapped_column(sa.DateTime(timezone=True), nullable=False)
     created_at: Mapped[sa.DateTime] = mapped_column(sa.DateTime(timezone=True), nullable=False,
                                                     server_default=sa.func.now())
     updated_at: Mapped[sa.DateTime] = mapped_column(sa.DateTime(timezone=True), nullable=False,
