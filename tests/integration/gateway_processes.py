@@ -1,4 +1,4 @@
-"""Extra gateway processes for the gateway's integration tests (replicas, own Kafka, registry mode)."""
+"""Extra gateway processes for the gateway's integration tests (replicas, forwarders, own Kafka, registry mode)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class GatewayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def stop(self, timeout_s: float = 20.0) -> None:
+    def stop(self, timeout_s: float = 30.0) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -35,14 +35,27 @@ class GatewayProcess:
                 self.process.wait()
 
 
-def start_gateway(env: dict[str, str], log_dir: Path, name: str, timeout_s: float = 60.0) -> GatewayProcess:
-    """A `pytake-gateway run` process with `env` on top of ours; returns once it is ready."""
+def start_gateway(env: dict[str, str], log_dir: Path, name: str, timeout_s: float = 90.0) -> GatewayProcess:
+    """A `pytake-gateway run` process (the front door) with `env` on top of ours; returns once it is ready."""
+    return _start("run", "GATEWAY_HTTP_PORT", env, log_dir, name, timeout_s)
+
+
+def start_forwarder(env: dict[str, str], log_dir: Path, name: str, timeout_s: float = 90.0) -> GatewayProcess:
+    """A `pytake-gateway forward` process (intake topic -> dedup -> inbound topic); returns once it is ready.
+
+    Ready means Kafka is reachable: it may still be joining its consumer group.
+    """
+    return _start("forward", "GATEWAY_FORWARDER_HTTP_PORT", env, log_dir, name, timeout_s)
+
+
+def _start(command: str, port_env: str, env: dict[str, str], log_dir: Path, name: str,
+           timeout_s: float) -> GatewayProcess:
     log_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = log_dir / f"{name}.log"
-    full_env = {**os.environ, **env, "GATEWAY_HTTP_PORT": str(port)}
+    full_env = {**os.environ, **env, port_env: str(port)}
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "pytake_gateway.main", "run"], env=full_env, stdout=log,
+        process = subprocess.Popen([sys.executable, "-m", "pytake_gateway.main", command], env=full_env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     gateway = GatewayProcess(process, port, log_path)
     deadline = time.monotonic() + timeout_s

@@ -5,10 +5,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from pytake_contracts import InboundMessageReceived, WebhookReceived
+from pytake_contracts.topics import WEBHOOK_INTAKE
 from pytake_devstack import meta_payloads
 from pytake_devstack.demo_tenant import DEMO_TENANT
 
 from .gateway_processes import start_gateway
+from .test_gateway_kafka import forwarded, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +27,19 @@ def registry_gateway(pipeline):
         gateway.stop()
 
 
-async def test_per_app_path_uses_the_registry_s_secrets(registry_gateway) -> None:
+async def test_per_app_path_uses_the_registry_s_secrets(registry_gateway, settings) -> None:
     app_path = f"{registry_gateway}/api/v1/webhooks/whatsapp/{DEMO_TENANT.meta_app_id}"
-    body = meta_payloads.encode(meta_payloads.text_message(DEMO_TENANT.phone_number_id, "via the registry"))
+    wamid = meta_payloads.new_wamid()
+    body = meta_payloads.encode(meta_payloads.text_message(DEMO_TENANT.phone_number_id, "via the registry",
+                                                           wamid=wamid))
     async with httpx.AsyncClient(timeout=30) as client:
         def post(url: str, secret: str):
             return client.post(url, content=body, headers={
                 "Content-Type": "application/json", "X-Hub-Signature-256": meta_payloads.sign(body, secret)})
 
         accepted = await post(app_path, DEMO_TENANT.app_secret)
-        assert accepted.status_code == 200 and accepted.json()["events"] == 1
+        assert accepted.status_code == 200
+        assert accepted.json() == {"status": "accepted", "stored": 1, "ignored": 0}
         assert (await post(app_path, "not-the-app-secret")).status_code == 401
         unknown = await post(f"{registry_gateway}/api/v1/webhooks/whatsapp/123456789", DEMO_TENANT.app_secret)
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_app"
@@ -45,3 +51,10 @@ async def test_per_app_path_uses_the_registry_s_secrets(registry_gateway) -> Non
         assert verified.status_code == 200 and verified.text == "77"
         refused = await client.get(app_path, params={**handshake, "hub.verify_token": "guess"})
         assert refused.status_code == 403
+
+    # Stored with the app whose secret signed it, then forwarded like any other webhook.
+    intake = await read_topic(settings.kafka_bootstrap_servers, settings.topic(WEBHOOK_INTAKE))
+    (stored,) = [e for e in intake if isinstance(e, WebhookReceived) and wamid in e.payload.body]
+    assert stored.payload.meta_app_id == DEMO_TENANT.meta_app_id
+    (message,) = await forwarded(settings, wamid)
+    assert isinstance(message, InboundMessageReceived) and message.causation_id == str(stored.event_id)

@@ -69,7 +69,7 @@ async def audit_types(settings: CommonSettings, query: dict) -> list[str]:
 async def test_conversation_travels_through_all_five_services(pipeline, settings) -> None:
     wa_id = new_wa_id()
     response = await post_webhook(pipeline, meta_payloads.text_message(DEMO_TENANT.phone_number_id, "Hi", wa_id=wa_id))
-    assert response.status_code == 200 and response.json()["events"] == 1
+    assert response.status_code == 200 and response.json()["stored"] == 1
 
     calls = await eventually(lambda: graph_calls(pipeline, wa_id), lambda c: len(c) >= 1)
     assert calls[0]["body"]["text"]["body"] == QUESTION

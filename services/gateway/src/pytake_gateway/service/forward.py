@@ -27,7 +27,7 @@ from .ingest import EventSink
 
 class ReceiptStore(Protocol):
     def record(self, keys: Sequence[str]) -> AbstractAsyncContextManager[set[str]]:
-        """A transaction that records `keys` as seen, and yields those seen for the first time.
+        """A transaction that records `keys` (in any order) as seen, and yields those seen for the first time.
 
         Committed when the block succeeds, rolled back when it raises. Raises ReceiptsUnavailable
         when the store cannot be reached.
@@ -58,7 +58,7 @@ async def forward_webhooks(received: Sequence[WebhookReceived], receipts: Receip
         split = split_webhook(_payload(webhook), cause=webhook)
         outgoing += split.events
         outcome.ignored += split.ignored
-    keys = sorted({item.dedup_key for item in outgoing if item.dedup_key is not None})
+    keys = list({item.dedup_key for item in outgoing if item.dedup_key is not None})
     async with receipts.record(keys) as seen_first:
         first_seen = set(seen_first)
         chosen: list[Outgoing] = []

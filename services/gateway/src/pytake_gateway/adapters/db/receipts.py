@@ -15,8 +15,8 @@ from pytake_plumbing.database import create_plain_pool
 
 from ...service.forward import ReceiptsUnavailable
 
-# Keys come sorted (forward_webhooks sorts them), so two forwarders recording overlapping keys
-# during a rebalance lock them in the same order: one waits for the other, neither deadlocks.
+# Keys go in sorted, so two forwarders recording overlapping keys during a rebalance lock
+# them in the same order: one waits for the other, neither deadlocks.
 RECORD = """
 INSERT INTO webhook_receipts (dedup_key) SELECT unnest($1::text[])
 ON CONFLICT (dedup_key) DO NOTHING
@@ -63,7 +63,7 @@ class PostgresReceiptStore:
             transaction = connection.transaction()
             try:
                 await transaction.start()
-                rows = await connection.fetch(RECORD, list(keys)) if keys else []
+                rows = await connection.fetch(RECORD, sorted(set(keys))) if keys else []
             except DB_ERRORS as exc:
                 await _quietly(transaction.rollback())
                 raise ReceiptsUnavailable(f"{type(exc).__name__}: {exc}") from exc
