@@ -19,24 +19,10 @@ from pytake_devstack import meta_samples as meta
 from pytake_gateway.adapters.memory_receipts import InMemoryReceiptStore
 from pytake_gateway.service.forward import UnreadableWebhook, forward_webhooks
 from pytake_plumbing.messaging import PermanentError
+from gateway_fakes import RecordingSink
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 ERROR = {"code": 131000, "title": "Something went wrong", "message": "Something went wrong"}
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.published: list[tuple] = []
-        self.failing = False
-
-    async def publish_all(self, items: Sequence[tuple]) -> None:
-        if self.failing:
-            raise ConnectionError("kafka down")
-        self.published.extend(items)
-
-    @property
-    def events(self) -> list:
-        return [event for _, event, _ in self.published]
 
 
 def _stored(payload: dict | str, *, traceparent: str | None = None, tracestate: str | None = None
@@ -63,7 +49,7 @@ def _wamids(events: Sequence) -> list[str]:
 
 
 async def test_every_message_status_and_error_becomes_one_event_on_the_inbound_topic() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     stored = _stored(meta.webhook(meta.value(contacts=[meta.contact()], messages=[_text("m1"), _text("m2")],
                                              statuses=[meta.status("o1", "sent"), meta.status("o2", "read")],
                                              errors=[ERROR])))
@@ -77,7 +63,7 @@ async def test_every_message_status_and_error_becomes_one_event_on_the_inbound_t
 
 
 async def test_a_message_delivered_twice_in_one_batch_is_forwarded_once_the_first_copy() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     first, again = _stored(_messages("w1", "w2")), _stored(_messages("w2", "w3"))
     outcome = await forward_webhooks([first, again], InMemoryReceiptStore(), sink)
     assert _wamids(sink.events) == ["w1", "w2", "w3"]
@@ -86,7 +72,7 @@ async def test_a_message_delivered_twice_in_one_batch_is_forwarded_once_the_firs
 
 
 async def test_a_message_delivered_again_in_a_later_batch_is_not_forwarded_again() -> None:
-    sink, receipts = Sink(), InMemoryReceiptStore()
+    sink, receipts = RecordingSink(), InMemoryReceiptStore()
     await forward_webhooks([_stored(_messages("w1"))], receipts, sink)
     later = await forward_webhooks([_stored(_messages("w1", "w2"))], receipts, sink)
     assert _wamids(sink.events) == ["w1", "w2"]
@@ -94,7 +80,7 @@ async def test_a_message_delivered_again_in_a_later_batch_is_not_forwarded_again
 
 
 async def test_statuses_are_deduplicated_per_wamid_and_status() -> None:
-    sink, receipts = Sink(), InMemoryReceiptStore()
+    sink, receipts = RecordingSink(), InMemoryReceiptStore()
     await forward_webhooks([_stored(_statuses(("o1", "delivered")))], receipts, sink)
     outcome = await forward_webhooks([_stored(_statuses(("o1", "delivered"), ("o1", "read")))], receipts, sink)
     assert [e.payload.status for e in sink.events] == ["delivered", "read"]
@@ -105,7 +91,7 @@ async def test_statuses_are_deduplicated_per_wamid_and_status() -> None:
 
 
 async def test_webhook_errors_have_no_key_and_are_always_forwarded() -> None:
-    sink, receipts = Sink(), InMemoryReceiptStore()
+    sink, receipts = RecordingSink(), InMemoryReceiptStore()
     errors = meta.webhook(meta.value(errors=[ERROR]))
     await forward_webhooks([_stored(errors), _stored(errors)], receipts, sink)
     await forward_webhooks([_stored(errors)], receipts, sink)
@@ -114,7 +100,7 @@ async def test_webhook_errors_have_no_key_and_are_always_forwarded() -> None:
 
 
 async def test_a_failed_publish_records_nothing_so_the_batch_again_forwards_everything() -> None:
-    sink, receipts = Sink(), InMemoryReceiptStore()
+    sink, receipts = RecordingSink(), InMemoryReceiptStore()
     batch = [_stored(_messages("w1")), _stored(_statuses(("o1", "sent")))]
     sink.failing = True
     with pytest.raises(ConnectionError):
@@ -127,7 +113,7 @@ async def test_a_failed_publish_records_nothing_so_the_batch_again_forwards_ever
 
 
 async def test_events_carry_the_stored_webhook_s_id_and_trace() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     stored = _stored(meta.webhook(meta.value(contacts=[meta.contact()], messages=[_text("w1")],
                                              statuses=[meta.status("o1", "read")], errors=[ERROR])),
                      traceparent=TRACEPARENT, tracestate="vendor=1")
@@ -142,7 +128,7 @@ async def test_events_carry_the_stored_webhook_s_id_and_trace() -> None:
 
 
 async def test_parts_the_split_cannot_use_are_reported_as_ignored() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     nobody = {"id": "w0", "timestamp": "1", "type": "text", "text": {"body": "?"}}  # no from, no from_user_id
     payload = {"object": "whatsapp_business_account", "entry": [{"id": meta.WABA_ID, "changes": [
         {"field": "messages", "value": meta.value(messages=[nobody, _text("w1")])},
@@ -153,7 +139,7 @@ async def test_parts_the_split_cannot_use_are_reported_as_ignored() -> None:
 
 
 async def test_a_batch_with_nothing_to_forward_publishes_nothing() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     sink.failing = True  # publishing would raise
     outcome = await forward_webhooks([_stored({"object": "page", "entry": []})], InMemoryReceiptStore(), sink)
     assert outcome.forwarded == [] and outcome.ignored == ["object:page"]
@@ -161,7 +147,7 @@ async def test_a_batch_with_nothing_to_forward_publishes_nothing() -> None:
 
 @pytest.mark.parametrize("body", ["not json", '{"entry": []}', '{"object": "whatsapp_business_account", "entry": 1}'])
 async def test_a_stored_body_that_is_no_webhook_is_unreadable_for_good(body: str) -> None:
-    sink, receipts = Sink(), InMemoryReceiptStore()
+    sink, receipts = RecordingSink(), InMemoryReceiptStore()
     poison = _stored(body)
     with pytest.raises(UnreadableWebhook) as raised:
         await forward_webhooks([_stored(_messages("w1")), poison], receipts, sink)

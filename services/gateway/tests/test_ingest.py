@@ -23,6 +23,7 @@ from pytake_gateway.service.ingest import (
     UnknownApp,
     WebhookIngestor,
 )
+from gateway_fakes import RecordingSink
 
 SECRET = "s3cret"
 TRACE = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "pytake=1"}
@@ -31,21 +32,6 @@ TRACE = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
 class Secrets:
     async def credentials(self, meta_app_id: str | None) -> AppCredentials | None:
         return AppCredentials([SECRET], ["tok"]) if meta_app_id == "app1" else None
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.published: list[tuple] = []
-        self.failing = False
-
-    async def publish_all(self, items: Sequence[tuple]) -> None:
-        if self.failing:
-            raise ConnectionError("kafka down")
-        self.published.extend(items)
-
-    @property
-    def events(self) -> list[WebhookReceived]:
-        return [event for _, event, _ in self.published]
 
 
 class HeldPublisher:
@@ -80,7 +66,7 @@ async def _ingest(ingestor: WebhookIngestor, body: bytes, trace_context: dict[st
 
 
 async def test_a_post_for_one_number_is_stored_byte_for_byte_as_signed() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     payload = meta.webhook(meta.value(contacts=[meta.contact(name="Jos\u00e9")], messages=[meta.messages()["text"]]))
     body = json.dumps(payload, indent=1, ensure_ascii=False).encode()  # spacing and UTF-8 as Meta chose
     outcome = await _ingest(WebhookIngestor(Secrets(), sink), body)
@@ -93,7 +79,7 @@ async def test_a_post_for_one_number_is_stored_byte_for_byte_as_signed() -> None
 
 
 async def test_a_post_for_two_numbers_is_stored_once_per_number_with_its_own_changes() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     body = meta.encode(meta.webhook(meta.value(phone_number_id="111", messages=[meta.messages()["text"]]),
                                     meta.value(phone_number_id="222", statuses=[meta.status("w", "read")])))
     outcome = await _ingest(WebhookIngestor(Secrets(), sink), body)
@@ -106,7 +92,7 @@ async def test_a_post_for_two_numbers_is_stored_once_per_number_with_its_own_cha
 
 
 async def test_a_redelivery_is_stored_again_dedup_is_the_forwarder_s_job() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     ingestor = WebhookIngestor(Secrets(), sink)
     body = _one_number_body()
     for _ in range(3):
@@ -115,14 +101,14 @@ async def test_a_redelivery_is_stored_again_dedup_is_the_forwarder_s_job() -> No
 
 
 async def test_an_unknown_object_stores_nothing_and_is_reported_ignored() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     sink.failing = True  # publishing would raise
     outcome = await _ingest(WebhookIngestor(Secrets(), sink), meta.encode({"object": "instagram", "entry": []}))
     assert outcome.stored == [] and outcome.ignored == ["object:instagram"]
 
 
 async def test_an_unknown_field_is_ignored_and_the_messages_still_stored() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     text = meta.value(contacts=[meta.contact()], messages=[meta.messages()["text"]])
     body = meta.encode({"object": "whatsapp_business_account", "entry": [{"id": meta.WABA_ID, "changes": [
         {"field": "messages", "value": text}, {"field": "account_alerts", "value": {"x": 1}}]}]})
@@ -134,14 +120,14 @@ async def test_an_unknown_field_is_ignored_and_the_messages_still_stored() -> No
 
 
 async def test_the_given_trace_context_is_the_stored_event_s() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     await _ingest(WebhookIngestor(Secrets(), sink), _one_number_body(), TRACE)
     (event,) = sink.events
     assert (event.traceparent, event.tracestate) == (TRACE["traceparent"], TRACE["tracestate"])
 
 
 async def test_without_a_trace_context_the_current_span_s_is_stored() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     tracer = TracerProvider().get_tracer("test")
     with tracer.start_as_current_span("webhook") as span:
         await _ingest(WebhookIngestor(Secrets(), sink), _one_number_body())
@@ -151,14 +137,14 @@ async def test_without_a_trace_context_the_current_span_s_is_stored() -> None:
 
 
 async def test_kafka_failing_is_store_unavailable() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     sink.failing = True
     with pytest.raises(StoreUnavailable, match="kafka down"):
         await _ingest(WebhookIngestor(Secrets(), sink), _one_number_body())
 
 
 async def test_unknown_app_bad_signature_and_malformed_body_are_refused_before_storing() -> None:
-    sink = Sink()
+    sink = RecordingSink()
     ingestor = WebhookIngestor(Secrets(), sink)
     body = _one_number_body()
     with pytest.raises(UnknownApp):
