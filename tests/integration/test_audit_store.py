@@ -160,6 +160,17 @@ async def test_expiry_index_on_this_server(audit: Audit) -> None:
         assert "expire_at_ttl" not in indexes and indexes["expire_at"]["key"] == [("expire_at", 1)]
 
 
+async def test_a_restarted_audit_finds_its_indexes_and_keeps_writing(audit: Audit) -> None:
+    """A second start against the same database (every restart) keeps the indexes as they are."""
+    before = await audit.db[EVENTS].index_information()
+    restarted = AuditStore(audit.client, audit.db.name)
+    await restarted.ensure_indexes()
+    await restarted.ensure_indexes()
+    assert await audit.db[EVENTS].index_information() == before
+    assert restarted.ttl_supported == audit.store.ttl_supported
+    assert await audit.record(scripted_exchange(uuid4())) > 0
+
+
 async def test_the_sweeper_deletes_expired_documents_only(audit: Audit) -> None:
     now = datetime.now(UTC)
     old, fresh = inbound(uuid4(), "1555", "old", now - timedelta(days=40)), inbound(uuid4(), "1555", "new", now)

@@ -68,13 +68,21 @@ class AuditStore:
 
     async def ensure_indexes(self) -> None:
         for name, models in INDEXES.items():
-            await self._db[name].create_indexes(models)
+            await self._create_missing(name, models)
         self.ttl_supported = await self._ensure_ttl_indexes()
+
+    async def _create_missing(self, collection: str, models: list[IndexModel]) -> None:
+        """Only the indexes not there yet: on a restart, asking FerretDB (v1.24, PostgreSQL backend) to
+        create several indexes that all exist already makes it drop the connection."""
+        existing = {index["name"] async for index in await self._db[collection].list_indexes()}
+        missing = [model for model in models if model.document["name"] not in existing]
+        if missing:
+            await self._db[collection].create_indexes(missing)
 
     async def _ensure_ttl_indexes(self) -> bool:
         try:
             for name in EXPIRING:
-                await self._db[name].create_indexes([ttl_index()])
+                await self._create_missing(name, [ttl_index()])
             return True
         except OperationFailure as exc:
             if exc.code not in UNSUPPORTED_INDEX_CODES:
@@ -82,7 +90,7 @@ class AuditStore:
             log.warning("ttl_index_unsupported", error=str(exc)[:300],
                         consequence="expired audit documents are deleted by the audit's own sweeper")
             for name in EXPIRING:
-                await self._db[name].create_indexes([plain_expiry_index()])
+                await self._create_missing(name, [plain_expiry_index()])
             return False
 
     async def insert_events(self, documents: Sequence[dict[str, Any]]) -> int:
