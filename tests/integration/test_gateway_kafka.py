@@ -201,3 +201,28 @@ async def test_an_unreadable_stored_webhook_is_dead_lettered_and_forwarding_carr
     (message,) = await forwarded(settings, wamid)
     assert message.payload.message.text == f"after the poison {marker}"
     assert len(await letters()) == 1
+
+
+async def test_a_webhook_at_the_body_limit_is_stored_and_every_message_in_it_forwarded(pipeline, settings) -> None:
+    """Escaped into its stored record, a body of quotes nearly doubles: the intake topic takes it all the same."""
+    number, text = new_phone_number_id(), '"quoted" \\ ' * 300
+
+    def message() -> dict:
+        return {"from": "15550001111", "id": meta_payloads.new_wamid(), "timestamp": "1700000000",
+                "type": "text", "text": {"body": text}}
+
+    empty = len(meta_payloads.encode(meta_payloads.envelope(number, {"messages": []})))
+    each = len(meta_payloads.encode(message())) + 1
+    limit = 1024 * 1024  # the gateway's default GATEWAY_MAX_BODY_BYTES
+    messages = [message() for _ in range((limit - empty) // each)]
+    body = meta_payloads.encode(meta_payloads.envelope(number, {"messages": messages}))
+    assert limit - each < len(body) <= limit
+    async with httpx.AsyncClient(timeout=60) as client:
+        accepted = await post_signed(client, pipeline.url("gateway"), body)
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["stored"] == 1
+        await forward_everything_before(client, settings, pipeline.url("gateway"), number)
+    events = await inbound(settings)
+    wamids = {m["id"] for m in messages}
+    assert sum(isinstance(e, InboundMessageReceived) and e.payload.message.wamid in wamids for e in events) \
+        == len(messages) > 100

@@ -11,6 +11,7 @@ from .envelope import Event
 from . import events as ev
 
 DAY_MS = 24 * 3600 * 1000
+INTAKE_RECORD_MAX_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ WEBHOOK_INTAKE = TopicSpec(
     producer="gateway",
     consumers=("gateway",),
     events=(ev.WebhookReceived,),
+    # A stored webhook carries Meta's JSON as a string: a body at the gateway's 1 MiB limit can
+    # double when escaped. Room for bodies up to 2 MiB.
+    config={"max.message.bytes": str(INTAKE_RECORD_MAX_BYTES)},
 )
 WEBHOOK_INBOUND = TopicSpec(
     name="pytake.webhook.inbound",

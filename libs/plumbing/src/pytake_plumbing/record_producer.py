@@ -42,7 +42,7 @@ class KafkaUnavailable(RecordNotStored, ConnectionError):
 
 class RecordProducer:
     def __init__(self, settings: CommonSettings, client_id: str, *, linger_ms: int = 5,
-                 delivery_timeout_ms: int = 120_000) -> None:
+                 delivery_timeout_ms: int = 120_000, max_record_bytes: int | None = None) -> None:
         self._config = {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
             "client.id": client_id,
@@ -52,6 +52,8 @@ class RecordProducer:
             # After this a record is reported failed, never silently dropped.
             "message.timeout.ms": delivery_timeout_ms,
         }
+        if max_record_bytes is not None:  # librdkafka refuses records over 1,000,000 bytes otherwise
+            self._config["message.max.bytes"] = max_record_bytes
         self._settings = settings
         self._flush_timeout_s = 10.0
         self._producer: Producer | None = None

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 from faststream.kafka import KafkaBroker
 
+from pytake_contracts.topics import INTAKE_RECORD_MAX_BYTES
 from pytake_plumbing.logs import configure_logging, get_logger
 from pytake_plumbing.messaging import make_broker
 from pytake_plumbing.record_producer import RecordProducer
@@ -51,7 +52,8 @@ def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource
     on_startup: list = []
     on_shutdown: list = []
     if publisher is None:
-        producer = RecordProducer(settings, f"pytake-{SERVICE}-webhooks", linger_ms=settings.publish_linger_ms)
+        producer = RecordProducer(settings, f"pytake-{SERVICE}-webhooks", linger_ms=settings.publish_linger_ms,
+                                  max_record_bytes=INTAKE_RECORD_MAX_BYTES)
         on_startup.append(producer.start)
         on_shutdown.append(producer.stop)
         publisher = producer

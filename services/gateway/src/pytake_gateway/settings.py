@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from pytake_contracts.topics import INTAKE_RECORD_MAX_BYTES
 from pytake_plumbing.settings import CommonSettings
 
 
@@ -21,7 +22,10 @@ class GatewaySettings(CommonSettings):
     secrets_cache_ttl_s: float = Field(default=300.0, alias="GATEWAY_SECRETS_CACHE_TTL_S")
     unknown_app_cache_ttl_s: float = Field(default=30.0, alias="GATEWAY_UNKNOWN_APP_CACHE_TTL_S")
 
-    max_body_bytes: int = Field(default=1024 * 1024, alias="GATEWAY_MAX_BODY_BYTES")
+    # A stored webhook may be twice its body once escaped; the intake topic takes records of
+    # INTAKE_RECORD_MAX_BYTES, so bodies up to 2 MiB less room for the envelope.
+    max_body_bytes: int = Field(default=1024 * 1024, alias="GATEWAY_MAX_BODY_BYTES", gt=0,
+                                le=INTAKE_RECORD_MAX_BYTES // 2 - 64 * 1024)
     publish_timeout_s: float = Field(default=5.0, alias="GATEWAY_PUBLISH_TIMEOUT_S")
     publish_linger_ms: int = Field(default=3, alias="GATEWAY_PUBLISH_LINGER_MS")
 
