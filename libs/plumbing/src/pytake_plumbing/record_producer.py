@@ -59,6 +59,7 @@ class RecordProducer:
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poll_handle: asyncio.TimerHandle | None = None
+        self._topic_names: dict[str, str] = {}  # catalog name -> name in this namespace
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -93,7 +94,7 @@ class RecordProducer:
             event = _with_trace(event)
             delivered = loop.create_future()
             try:
-                producer.produce(self._settings.topic(spec), encode_event(event), key.encode(),
+                producer.produce(self._topic(spec), encode_event(event), key.encode(),
                                  headers=_headers(event), on_delivery=partial(_settle, delivered))
             except BufferError as exc:  # the local queue is full: Kafka has been away for a while
                 delivered.cancel()
@@ -101,6 +102,12 @@ class RecordProducer:
             deliveries.append(delivered)
         self._schedule_poll()
         return deliveries[0] if len(deliveries) == 1 else asyncio.gather(*deliveries)
+
+    def _topic(self, spec: TopicSpec) -> str:
+        name = self._topic_names.get(spec.name)
+        if name is None:
+            name = self._topic_names[spec.name] = self._settings.topic(spec)
+        return name
 
     def _schedule_poll(self) -> None:
         if self._poll_handle is None and self._loop is not None:

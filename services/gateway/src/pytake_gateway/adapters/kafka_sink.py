@@ -40,7 +40,7 @@ class KafkaEventSink:
 async def _done_or_timeout(future: asyncio.Future[None], timeout_s: float) -> None:
     """Waits for `future` at most `timeout_s`, leaving it running: asyncio.wait without its
     task and set bookkeeping, which costs a webhook more than the produce call."""
-    loop = asyncio.get_running_loop()
+    loop = future.get_loop()  # not get_running_loop(): on Python 3.11 that is a getpid() system call
     waiter = loop.create_future()
 
     def wake(_: object) -> None:
