@@ -54,6 +54,9 @@ class PostgresReceiptStore:
 
     @asynccontextmanager
     async def record(self, keys: Sequence[str]) -> AsyncIterator[set[str]]:
+        if not keys:  # only webhook-level errors, which have no id: nothing to record
+            yield set()
+            return
         pool = self._started()
         try:
             connection = await pool.acquire()
@@ -63,7 +66,7 @@ class PostgresReceiptStore:
             transaction = connection.transaction()
             try:
                 await transaction.start()
-                rows = await connection.fetch(RECORD, sorted(set(keys))) if keys else []
+                rows = await connection.fetch(RECORD, sorted(set(keys)))
             except DB_ERRORS as exc:
                 await _quietly(transaction.rollback())
                 raise ReceiptsUnavailable(f"{type(exc).__name__}: {exc}") from exc
