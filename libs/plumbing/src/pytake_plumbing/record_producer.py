@@ -30,6 +30,8 @@ from .tracing import current_trace_context
 Outgoing = tuple[TopicSpec, Event, str]  # topic, event, record key
 # How often delivery reports are served while records await them: the added latency at most.
 POLL_INTERVAL_S = 0.001
+# How long stopping waits for buffered records to be acknowledged.
+FLUSH_TIMEOUT_S = 10.0
 
 
 class RecordNotStored(Exception):
@@ -55,7 +57,6 @@ class RecordProducer:
         if max_record_bytes is not None:  # librdkafka refuses records over 1,000,000 bytes otherwise
             self._config["message.max.bytes"] = max_record_bytes
         self._settings = settings
-        self._flush_timeout_s = 10.0
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poll_handle: asyncio.TimerHandle | None = None
@@ -72,7 +73,7 @@ class RecordProducer:
         self._producer = None
         self._cancel_poll()
         # Whatever is buffered gets its chance to land, and its waiters an answer, before we go.
-        deadline = time.monotonic() + self._flush_timeout_s
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
         while len(producer) and time.monotonic() < deadline:
             producer.poll(0)
             await asyncio.sleep(POLL_INTERVAL_S)
@@ -90,17 +91,19 @@ class RecordProducer:
         if producer is None or loop is None:
             raise KafkaUnavailable("the record producer is not started")
         deliveries = []
-        for spec, event, key in items:
-            event = _with_trace(event)
-            delivered = loop.create_future()
-            try:
-                producer.produce(self._topic(spec), encode_event(event), key.encode(),
-                                 headers=_headers(event), on_delivery=partial(_settle, delivered))
-            except BufferError as exc:  # the local queue is full: Kafka has been away for a while
-                delivered.cancel()
-                raise KafkaUnavailable("the producer's queue is full") from exc
-            deliveries.append(delivered)
-        self._schedule_poll()
+        try:
+            for spec, event, key in items:
+                event = _with_trace(event)
+                delivered = loop.create_future()
+                try:
+                    producer.produce(self._topic(spec), encode_event(event), key.encode(),
+                                     headers=_headers(event), on_delivery=partial(_settle, delivered))
+                except BufferError as exc:  # the local queue is full: Kafka has been away for a while
+                    delivered.cancel()
+                    raise KafkaUnavailable("the producer's queue is full") from exc
+                deliveries.append(delivered)
+        finally:
+            self._schedule_poll()  # records produced before a failure still get their reports served
         return deliveries[0] if len(deliveries) == 1 else asyncio.gather(*deliveries)
 
     def _topic(self, spec: TopicSpec) -> str:
@@ -153,6 +156,8 @@ def _with_trace(event: Event) -> Event:
     if event.traceparent is not None:
         return event
     ctx = current_trace_context()
+    if not ctx:  # no span to continue: nothing to copy in
+        return event
     return event.model_copy(update={"traceparent": ctx.get("traceparent"), "tracestate": ctx.get("tracestate")})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -19,7 +20,7 @@ from pytake_plumbing.service_app import build_service_app, kafka_reachable
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.db.receipts import PostgresReceiptStore
-from .adapters.kafka_sink import AcknowledgedSink, EventsPublisher, KafkaEventSink
+from .adapters.kafka_sink import KafkaEventSink
 from .adapters.memory_receipts import InMemoryReceiptStore
 from .adapters.metrics import ForwarderMetrics, GatewayMetrics
 from .adapters.secrets import DemoSecretSource, RegistrySecretSource
@@ -27,7 +28,7 @@ from .domain.rate_limit import TokenBucketLimiter
 from .entrypoints import forwarder, kafka
 from .entrypoints.http import WebhookEndpoints, WebhookFastPath, is_webhook_post, metrics_router, webhook_router
 from .service.forward import ReceiptStore, ReceiptsUnavailable
-from .service.ingest import SecretSource, WebhookIngestor
+from .service.ingest import EventSink, SecretSource, WebhookIngestor
 from .settings import GatewaySettings
 
 SERVICE = "gateway"
@@ -38,7 +39,7 @@ log = get_logger(__name__)
 
 
 def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource | None = None,
-               broker: KafkaBroker | None = None, publisher: EventsPublisher | None = None) -> FastAPI:
+               broker: KafkaBroker | None = None, publisher: EventSink | None = None) -> FastAPI:
     """The front door: Meta's webhooks, stored in the intake topic before they are acknowledged.
 
     `publisher` defaults to the lean record producer; unit tests pass one on FastStream's test broker.
@@ -52,11 +53,8 @@ def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource
     on_startup: list = []
     on_shutdown: list = []
     if publisher is None:
-        producer = RecordProducer(settings, f"pytake-{SERVICE}-webhooks", linger_ms=settings.publish_linger_ms,
-                                  max_record_bytes=INTAKE_RECORD_MAX_BYTES)
-        on_startup.append(producer.start)
-        on_shutdown.append(producer.stop)
-        publisher = producer
+        publisher = _record_producer(settings, f"{SERVICE}-webhooks", on_startup, on_shutdown,
+                                     linger_ms=settings.publish_linger_ms, max_record_bytes=INTAKE_RECORD_MAX_BYTES)
     sink = KafkaEventSink(publisher, settings.publish_timeout_s)
 
     if secrets is None:
@@ -105,7 +103,7 @@ def _secret_source(settings: GatewaySettings):  # noqa: ANN202 - (source, closer
 
 
 def create_forwarder_app(settings: GatewaySettings | None = None, *, receipts: ReceiptStore | None = None,
-                         broker: KafkaBroker | None = None, publisher: EventsPublisher | None = None) -> FastAPI:
+                         broker: KafkaBroker | None = None, publisher: EventSink | None = None) -> FastAPI:
     """Behind the front door: stored webhooks split into events, each passed downstream once."""
     settings = settings or GatewaySettings()
     configure_logging(FORWARDER, settings.log_level)
@@ -113,16 +111,16 @@ def create_forwarder_app(settings: GatewaySettings | None = None, *, receipts: R
     on_startup: list = []
     on_shutdown: list = []
     if publisher is None:
-        producer = RecordProducer(settings, f"pytake-{FORWARDER}", linger_ms=settings.forward_linger_ms)
-        on_startup.append(producer.start)
-        on_shutdown.append(producer.stop)
-        publisher = producer
+        # The forwarder waits as long as Kafka takes (the producer reports a failure after its
+        # delivery timeout): a batch is committed only once every event of it is acknowledged.
+        publisher = _record_producer(settings, FORWARDER, on_startup, on_shutdown,
+                                     linger_ms=settings.forward_linger_ms)
     if receipts is None:
         receipts, start_receipts, stop_receipts = _receipt_store(settings)
         on_startup.append(start_receipts)
         on_shutdown.append(stop_receipts)
     metrics = ForwarderMetrics()
-    forwarder.register(broker, settings, receipts, AcknowledgedSink(publisher), metrics)
+    forwarder.register(broker, settings, receipts, publisher, metrics)
 
     async def kafka_ready() -> bool:
         return await kafka_reachable(broker)
@@ -133,6 +131,15 @@ def create_forwarder_app(settings: GatewaySettings | None = None, *, receipts: R
     app.state.broker = broker
     app.state.metrics = metrics
     return app
+
+
+def _record_producer(settings: GatewaySettings, name: str, on_startup: list, on_shutdown: list,
+                     **options: Any) -> RecordProducer:
+    """A lean producer (librdkafka, no per-record middleware), started and stopped with the app."""
+    producer = RecordProducer(settings, f"pytake-{name}", **options)
+    on_startup.append(producer.start)
+    on_shutdown.append(producer.stop)
+    return producer
 
 
 def _receipt_store(settings: GatewaySettings):  # noqa: ANN202 - (store, start, stop)

@@ -1,19 +1,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
-from typing import Protocol
+from collections.abc import Sequence
 
 from pytake_contracts import Event
 from pytake_contracts.topics import TopicSpec
 
-from ..service.ingest import PublishStillPending
-
-
-class EventsPublisher(Protocol):
-    def publish_all(self, items: Sequence[tuple[TopicSpec, Event, str]]) -> Awaitable[None]:
-        """Done once Kafka acknowledged every record."""
-        ...
+from ..service.ingest import EventSink, PublishStillPending
 
 
 class KafkaEventSink:
@@ -24,7 +17,7 @@ class KafkaEventSink:
     its completion is handed back (PublishStillPending) for the caller to settle later.
     """
 
-    def __init__(self, publisher: EventsPublisher, timeout_s: float) -> None:
+    def __init__(self, publisher: EventSink, timeout_s: float) -> None:
         self._publisher = publisher
         self._timeout_s = timeout_s
 
@@ -55,13 +48,3 @@ async def _done_or_timeout(future: asyncio.Future[None], timeout_s: float) -> No
         timer.cancel()
         future.remove_done_callback(wake)
 
-
-class AcknowledgedSink:
-    """Waits as long as Kafka takes (the producer reports failure after its delivery timeout):
-    the forwarder commits a batch only once every event of it is acknowledged."""
-
-    def __init__(self, publisher: EventsPublisher) -> None:
-        self._publisher = publisher
-
-    async def publish_all(self, items: Sequence[tuple[TopicSpec, Event, str]]) -> None:
-        await self._publisher.publish_all(items)

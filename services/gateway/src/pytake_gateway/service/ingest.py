@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import uuid4
@@ -46,7 +46,9 @@ class SecretSource(Protocol):
 
 
 class EventSink(Protocol):
-    async def publish_all(self, items: Sequence[tuple[TopicSpec, Event, str]]) -> None: ...
+    def publish_all(self, items: Sequence[tuple[TopicSpec, Event, str]]) -> Awaitable[None]:
+        """Done once Kafka acknowledged every record."""
+        ...
 
 
 class UnknownApp(Exception):
