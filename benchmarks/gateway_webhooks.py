@@ -261,8 +261,9 @@ def orchestrate(args: argparse.Namespace) -> None:
             processes.append(gateway)
         wait_ready(ceiling_port, ceiling, "ceiling")
         wait_ready(gateway_port, gateway, "gateway")
-        # Warm-up, long enough for the Kafka broker's JIT too (a freshly started broker costs several times more).
-        warm = load(gateway_port, "open", argparse.Namespace(**{**vars(args), "seconds": 3.0, "rate": 500.0}))
+        # Warm-up at full load, long enough for the Kafka broker's JIT too: a freshly started broker
+        # costs several times more per record for its first tens of thousands.
+        warm = load(gateway_port, "closed", argparse.Namespace(**{**vars(args), "seconds": 5.0}))
         top = load(ceiling_port, "closed", args)
         ours = load(gateway_port, "closed", args)
         with open(logs / "gateway-forwarder.log", "wb") as forwarder_log:
