@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -43,9 +44,31 @@ DEFAULT_PORTS = {"gateway": 8080, "router": 8081, "flow-engine": 8082, "sender":
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port below the ephemeral range.
+
+    The kernel gives outgoing connections ports from the ephemeral range; a port picked there
+    (bind to 0) could be taken by a client's connection before the server it was picked for
+    binds it (seen: a router failing with "address already in use" while migrations ran).
+    """
+    for _ in range(200):
+        port = random.randint(LISTEN_PORTS_FROM, _ephemeral_ports_start() - 1)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+LISTEN_PORTS_FROM = 20_000
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
 
 
 def free_ports() -> dict[str, int]:
