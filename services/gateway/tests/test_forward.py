@@ -154,3 +154,13 @@ async def test_a_stored_body_that_is_no_webhook_is_unreadable_for_good(body: str
     assert isinstance(raised.value, PermanentError)  # dead-lettered, never retried
     assert str(poison.event_id) in str(raised.value)
     assert sink.published == [] and receipts.seen == set()
+
+
+async def test_events_name_the_meta_app_whose_secret_verified_the_webhook() -> None:
+    sink = RecordingSink()
+    stored = _stored(meta.webhook(meta.value(contacts=[meta.contact()], messages=[_text("m1")],
+                                             statuses=[meta.status("o1", "sent")])))
+    stored = stored.model_copy(update={"payload": stored.payload.model_copy(update={"meta_app_id": "4242"})})
+    await forward_webhooks([stored], InMemoryReceiptStore(), sink)
+    # The router routes each event only to numbers bound to this app.
+    assert [e.payload.meta_app_id for e in sink.events] == ["4242", "4242"]

@@ -87,8 +87,13 @@ class InboundMessage(Contract):
     raw: dict[str, Any] = Field(default_factory=dict, description="Meta's message object, unchanged.")
 
 
+APP_FIELD_DESCRIPTION = ("The Meta app whose secret verified the webhook; the router routes the event only to "
+                         "numbers bound to that app. None only from a gateway without per-app secrets (demo mode).")
+
+
 class InboundMessagePayload(Contract):
     phone_number_id: str
+    meta_app_id: str | None = Field(default=None, description=APP_FIELD_DESCRIPTION)
     display_phone_number: str | None = None
     contact: ContactRef
     message: InboundMessage
@@ -96,6 +101,7 @@ class InboundMessagePayload(Contract):
 
 class StatusPayload(Contract):
     phone_number_id: str
+    meta_app_id: str | None = Field(default=None, description=APP_FIELD_DESCRIPTION)
     wamid: str
     status: Literal["sent", "delivered", "read", "failed", "deleted", "warning"] | str
     timestamp: int
@@ -256,6 +262,8 @@ class StatusRouted(Event):
 
 
 class UnroutablePayload(Contract):
+    # Also "number_not_bound_to_app": the webhook was signed with the secret of another Meta app than
+    # the number's (kept out of the Literal, which old consumers' schemas enumerate).
     reason: Literal["unknown_number", "inactive_number", "no_chatbot"] | str
     phone_number_id: str
     original_event_type: str
@@ -372,11 +380,15 @@ class MessageFailed(Event):
 
 
 class RegistryChangedPayload(Contract):
+    # Entities added later, as plain strings: "meta_app", "session".
     entity: Literal["organization", "number", "chatbot", "user"] | str
     entity_id: UUID
+    # Also "tokens_revoked" (entity user): access tokens issued before `revoked_at` are refused;
+    # "revoked" (entity session, entity_id the session id): that login's tokens are refused.
     change: Literal["created", "updated", "deleted"] | str
     phone_number_id: str | None = Field(default=None, description="Set when a number or its chatbot changed.")
-    meta_app_id: str | None = Field(default=None, description="Set when a number changed (webhook secrets).")
+    meta_app_id: str | None = Field(default=None, description="Set when a number or a Meta app changed (webhook secrets).")
+    revoked_at: AwareDatetime | None = Field(default=None, description="Set with `tokens_revoked` and `revoked`.")
 
 
 class RegistryChanged(Event):

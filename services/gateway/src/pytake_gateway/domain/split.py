@@ -92,7 +92,8 @@ def _origin(cause: Event | None) -> dict[str, str | None]:
     return {"causation_id": str(cause.event_id), "traceparent": cause.traceparent, "tracestate": cause.tracestate}
 
 
-def _message_event(message: WebhookMessage, value: ChangeValue, origin: dict[str, str | None]) -> Outgoing:
+def _message_event(message: WebhookMessage, value: ChangeValue, meta_app_id: str | None,
+                   origin: dict[str, str | None]) -> Outgoing:
     phone_number_id = value.metadata.phone_number_id
     contact = _contact_for(message, value.contacts)
     event = InboundMessageReceived(
@@ -101,6 +102,7 @@ def _message_event(message: WebhookMessage, value: ChangeValue, origin: dict[str
         **origin,
         payload=InboundMessagePayload(
             phone_number_id=phone_number_id,
+            meta_app_id=meta_app_id,
             display_phone_number=value.metadata.display_phone_number,
             contact=contact,
             message=_inbound(message),
@@ -109,9 +111,11 @@ def _message_event(message: WebhookMessage, value: ChangeValue, origin: dict[str
     return Outgoing(event, f"{phone_number_id}:{contact.key}", message_dedup_key(message.id))
 
 
-def _status_event(status: WebhookStatus, phone_number_id: str, origin: dict[str, str | None]) -> Outgoing:
+def _status_event(status: WebhookStatus, phone_number_id: str, meta_app_id: str | None,
+                  origin: dict[str, str | None]) -> Outgoing:
     payload = StatusPayload(
         phone_number_id=phone_number_id,
+        meta_app_id=meta_app_id,
         wamid=status.id,
         status=status.status,
         timestamp=int(status.timestamp),
@@ -137,19 +141,19 @@ def _error_event(error: dict, entry_id: str, phone_number_id: str, origin: dict[
     return Outgoing(event, phone_number_id, None)
 
 
-def _value_events(value: ChangeValue, entry_id: str, origin: dict[str, str | None]
+def _value_events(value: ChangeValue, entry_id: str, meta_app_id: str | None, origin: dict[str, str | None]
                   ) -> tuple[list[Outgoing], list[str]]:
     events: list[Outgoing] = []
     ignored: list[str] = []
     phone_number_id = value.metadata.phone_number_id
     for message in value.messages:
         try:
-            events.append(_message_event(message, value, origin))
+            events.append(_message_event(message, value, meta_app_id, origin))
         except (ValidationError, ValueError):
             ignored.append(f"message:{message.id}")
     for status in value.statuses:
         try:
-            events.append(_status_event(status, phone_number_id, origin))
+            events.append(_status_event(status, phone_number_id, meta_app_id, origin))
         except (ValidationError, ValueError):
             ignored.append(f"status:{status.id}")
     for error in value.errors:
@@ -157,9 +161,11 @@ def _value_events(value: ChangeValue, entry_id: str, origin: dict[str, str | Non
     return events, ignored
 
 
-def split_webhook(payload: WebhookPayload, cause: Event | None = None) -> SplitResult:
+def split_webhook(payload: WebhookPayload, cause: Event | None = None, meta_app_id: str | None = None
+                  ) -> SplitResult:
     """Each message, status and error starts its own causal chain, with its own correlation id;
-    `cause` is the stored webhook the payload came from (its id and trace carry on).
+    `cause` is the stored webhook the payload came from (its id and trace carry on), and
+    `meta_app_id` the app whose secret verified it, which the router holds the numbers to.
 
     Parts the gateway does not handle are listed in `ignored`, never raised: Meta would
     otherwise retry a signed payload it will keep sending the same way for 7 days.
@@ -179,7 +185,7 @@ def split_webhook(payload: WebhookPayload, cause: Event | None = None) -> SplitR
             except ValidationError:
                 ignored.append("value:invalid")
                 continue
-            found, skipped = _value_events(value, entry.id, origin)
+            found, skipped = _value_events(value, entry.id, meta_app_id, origin)
             events += found
             ignored += skipped
     return SplitResult(events, ignored)

@@ -55,7 +55,7 @@ async def forward_webhooks(received: Sequence[WebhookReceived], receipts: Receip
     outcome = ForwardOutcome()
     outgoing: list[Outgoing] = []
     for webhook in received:
-        split = split_webhook(_payload(webhook), cause=webhook)
+        split = split_webhook(_payload(webhook), cause=webhook, meta_app_id=webhook.payload.meta_app_id)
         outgoing += split.events
         outcome.ignored += split.ignored
     keys = list({item.dedup_key for item in outgoing if item.dedup_key is not None})
