@@ -11,7 +11,9 @@ SETTINGS = AuthSettings.model_validate({"JWT_SECRET": "k" * 32})
 
 def test_token_round_trip() -> None:
     principal = Principal(user_id=uuid4(), organization_id=uuid4(), role=Role.VIEWER)
-    assert decode_access_token(issue_access_token(principal, SETTINGS), SETTINGS) == principal
+    now, session = datetime.now(UTC), uuid4()
+    decoded = decode_access_token(issue_access_token(principal, SETTINGS, now=now, session_id=session), SETTINGS)
+    assert decoded == principal.model_copy(update={"session_id": session, "issued_at": round(now.timestamp(), 3)})
 
 
 def test_expired_forged_and_garbage_tokens_are_401() -> None:

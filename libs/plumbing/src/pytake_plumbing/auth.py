@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
+from typing import Protocol
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID, uuid4
@@ -41,6 +42,10 @@ class Principal(BaseModel):
     user_id: UUID
     organization_id: UUID
     role: Role
+    # From the token: the login it belongs to and when it was issued, so a revoked session or
+    # a user whose tokens were revoked is refused (see revocations.py).
+    session_id: UUID | None = None
+    issued_at: float | None = None
 
     def can_write(self) -> bool:
         return self.role in (Role.PLATFORM_ADMIN, Role.ORG_ADMIN, Role.AGENT)
@@ -52,18 +57,23 @@ ALGORITHM = "HS256"
 NO_ORGANIZATION = UUID(int=0)
 
 
-def issue_access_token(principal: Principal, settings: AuthSettings, now: datetime | None = None) -> str:
+def issue_access_token(principal: Principal, settings: AuthSettings, now: datetime | None = None,
+                       session_id: UUID | None = None) -> str:
     now = now or datetime.now(UTC)
     claims = {
         "sub": str(principal.user_id),
         "org": str(principal.organization_id),
         "role": principal.role.value,
         "iss": settings.jwt_issuer,
-        "iat": int(now.timestamp()),
+        # Milliseconds (RFC 7519 allows a fraction): a login right after a revocation, in the same
+        # second, must not look older than the revocation.
+        "iat": round(now.timestamp(), 3),
         "exp": int((now + timedelta(seconds=settings.access_ttl_s)).timestamp()),
         "jti": uuid4().hex,
         "typ": "access",
     }
+    if session_id is not None:
+        claims["sid"] = str(session_id)
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
 
 
@@ -78,7 +88,8 @@ def decode_access_token(token: str, settings: AuthSettings) -> Principal:
     if claims.get("typ", "access") != "access":
         raise ApiError(401, "invalid_token", "not an access token")
     try:
-        return Principal(user_id=claims["sub"], organization_id=claims["org"], role=claims["role"])
+        return Principal(user_id=claims["sub"], organization_id=claims["org"], role=claims["role"],
+                         session_id=claims.get("sid"), issued_at=claims.get("iat"))
     except ValueError as exc:
         raise ApiError(401, "invalid_token", "the access token has invalid claims") from exc
 
@@ -92,15 +103,27 @@ def refresh_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def principal_dependency(settings: AuthSettings) -> Callable[[Request], Principal]:
-    """A FastAPI dependency: the caller's principal from `Authorization: Bearer …`, else 401."""
+class RevocationCheck(Protocol):
+    def refuses(self, principal: Principal) -> bool: ...
+
+
+def principal_dependency(settings: AuthSettings, revocations: RevocationCheck | None = None
+                         ) -> Callable[[Request], Principal]:
+    """A FastAPI dependency: the caller's principal from `Authorization: Bearer …`, else 401.
+
+    With `revocations`, a token the registry has revoked (logout, deleted, deactivated or demoted
+    user, changed password) is refused too, without asking the router.
+    """
 
     def current(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "unauthenticated", "a Bearer access token is required")
-        return decode_access_token(token, settings)
+        principal = decode_access_token(token, settings)
+        if revocations is not None and revocations.refuses(principal):
+            raise ApiError(401, "token_revoked", "the access token has been revoked")
+        return principal
 
     return current
 
