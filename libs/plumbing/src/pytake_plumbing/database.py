@@ -19,6 +19,8 @@ def make_engine(database_url: str, schema: str, *, pool_size: int = 10) -> Async
         database_url,
         pool_size=pool_size,
         pool_pre_ping=True,
+        # An error's text never carries bind values (secrets, customers' words) into a log.
+        hide_parameters=True,
         connect_args={"server_settings": {"search_path": schema, "application_name": f"pytake-{schema}"}},
     )
 

@@ -11,8 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 
-from .errors import error_body, install_error_handlers
+from .errors import document_errors, error_body, install_error_handlers, log_unhandled
 from .logs import get_logger
+from .request_guard import DEFAULT_MAX_BODY_BYTES, Exclude, RequestGuard, document_nul_rule
 
 log = get_logger(__name__)
 
@@ -32,8 +33,14 @@ def build_service_app(
     start_broker: bool = True,
     title: str | None = None,
     telemetry: dict[str, object] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    guard_exclude: Exclude | None = None,
 ) -> FastAPI:
-    """`telemetry` tunes FastAPI's own OpenTelemetry spans (a hot path may drop the per-operation ones)."""
+    """`telemetry` tunes FastAPI's own OpenTelemetry spans (a hot path may drop the per-operation ones).
+
+    Every request passes the request guard (413 over `max_body_bytes`, 422 for NUL characters and
+    JSON PostgreSQL cannot store) except those `guard_exclude` names: a hot path with its own limits.
+    """
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for hook in on_startup:
@@ -75,11 +82,14 @@ def build_service_app(
         return JSONResponse({"ready": ok, "service": service}, status_code=200 if ok else 503)
 
     install_error_handlers(app)
+    document_errors(app)
+    document_nul_rule(app)
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes, exclude=guard_exclude)
 
     @app.exception_handler(Exception)
     async def unhandled(_: Request, exc: Exception) -> JSONResponse:
-        # Never a stack trace to a client; the log has it.
-        log.exception("unhandled_error", error=repr(exc))
+        # Never a stack trace to a client; the log has it (a database error's without its bind values).
+        log_unhandled(exc)
         return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
 
     return app

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+
+from pytake_plumbing.bounds import MAX_PAGE_SIZE, NO_NUL, JsonInt
 
 DEFAULT_WINDOW = timedelta(days=30)
+
+# An instant is an RFC 3339 date-time with its offset, as the schema says: not the Unix time that
+# Pydantic would also read from a number or a numeric string ("0.5").
+_Rfc3339 = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")]
+_INSTANT_INPUT = TypeAdapter(Annotated[Annotated[datetime, Strict()] | _Rfc3339, Field(union_mode="left_to_right")])
+Instant = Annotated[AwareDatetime, BeforeValidator(_INSTANT_INPUT.validate_python)]
 
 
 class TimeRange(BaseModel):
@@ -16,8 +34,8 @@ class TimeRange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Instant | None = None
+    until: Instant | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> TimeRange:
@@ -32,12 +50,12 @@ class TimeRange(BaseModel):
 
 
 class MessageSearch(TimeRange):
-    contact: str | None = Field(default=None, min_length=1, max_length=200,
+    contact: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL,
                                 description="wa_id, business-scoped user id, or contact key (p:…/u:…).")
     direction: Literal["in", "out"] | None = None
-    type: str | None = Field(default=None, min_length=1, max_length=40,
+    type: str | None = Field(default=None, min_length=1, max_length=40, pattern=NO_NUL,
                              description="Message type: text, interactive, image, buttons, template, ...")
-    limit: int = Field(default=50, ge=1, le=200)
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE_SIZE)
     offset: int = Field(default=0, ge=0, le=100_000)
 
 
@@ -134,7 +152,7 @@ class Funnel(BaseModel):
 class RetentionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    days: int = Field(ge=1, le=3650)
+    days: JsonInt = Field(ge=1, le=3650)
 
 
 class RetentionResponse(BaseModel):

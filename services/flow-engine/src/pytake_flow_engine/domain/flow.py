@@ -19,6 +19,12 @@ MAX_FLOW_ITERATIONS = 100
 FLOW_EXECUTION_TIMEOUT_MS = 30000
 CONVERSATION_SESSION_TTL_HOURS = 24
 CUSTOMER_SERVICE_WINDOW_HOURS = 24
+# A flow's size, draft or published. A hand-built chatbot flow has tens of nodes; 500 leaves ample
+# room, and a bigger design splits into flows joined by jump nodes. 256 KiB of JSON is about 512
+# bytes a node at 500 nodes, where an ordinary node takes 60 to a few hundred (long texts take more,
+# a few of them fit). Every conversation step loads its flow version: its size is paid per message.
+MAX_FLOW_NODES = 500
+MAX_FLOW_DOCUMENT_BYTES = 256 * 1024
 
 VARIABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 # Set by the engine for every conversation, so flows may use them without assigning them.
@@ -285,7 +291,7 @@ class FlowSettings(BaseModel):
 
 class FlowDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    nodes: list[Node] = Field(min_length=2, max_length=500)
+    nodes: list[Node] = Field(min_length=2, max_length=MAX_FLOW_NODES)
     variables: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Declared variables and their initial values.")
     settings: FlowSettings | None = None
@@ -316,6 +322,19 @@ class FlowDefinition(BaseModel):
     @property
     def fallback_template(self) -> TemplateRef | None:
         return self.settings.fallback_template if self.settings else None
+
+
+class FlowDraft(BaseModel):
+    """A flow being edited: any JSON object, checked in full only when it is published; what is
+    bounded here is its size (the request body's bytes are bounded by the API)."""
+
+    model_config = ConfigDict(extra="allow")
+    nodes: list[dict[str, Any]] | None = Field(
+        default=None, max_length=MAX_FLOW_NODES, description=f"At most {MAX_FLOW_NODES} nodes.")
+
+    def document(self) -> dict[str, Any]:
+        """The draft as it was sent."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
