@@ -8,6 +8,7 @@ from pytake_plumbing.auth import AuthSettings
 from pytake_plumbing.logs import configure_logging
 from pytake_plumbing.messaging import make_broker
 from pytake_plumbing.mongo import make_mongo_client
+from pytake_plumbing.revocations import RevocationFeed, RevocationView
 from pytake_plumbing.service_app import build_service_app, kafka_reachable
 from pytake_plumbing.tracing import configure_tracing
 
@@ -52,8 +53,10 @@ def create_app(settings: AuditSettings | None = None, auth: AuthSettings | None 
         except Exception:
             return False
 
-    app = build_service_app(SERVICE, broker, on_startup=[store.ensure_indexes], on_started=[start_sweeper],
-                            on_shutdown=[close], readiness=[kafka_ready, mongo_ready])
+    revocations = RevocationView(auth.access_ttl_s)
+    feed = RevocationFeed(settings, revocations, auth.access_ttl_s)
+    app = build_service_app(SERVICE, broker, on_startup=[store.ensure_indexes, feed.start], on_started=[start_sweeper],
+                            on_shutdown=[feed.stop, close], readiness=[kafka_ready, mongo_ready, feed.ready])
     app.include_router(http.build_router(AuditQueryService(AuditQueries(client, database)),
-                                         RetentionService(retention_repository, retention), auth))
+                                         RetentionService(retention_repository, retention), auth, revocations))
     return app

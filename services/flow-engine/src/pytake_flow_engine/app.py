@@ -13,12 +13,13 @@ from pytake_plumbing.auth import AuthSettings
 from pytake_plumbing.database import make_engine, make_session_factory
 from pytake_plumbing.logs import configure_logging, get_logger
 from pytake_plumbing.messaging import make_broker
+from pytake_plumbing.revocations import RevocationFeed, RevocationView
 from pytake_plumbing.service_app import build_service_app, kafka_reachable
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.db.unit_of_work import SqlUnitOfWork
 from .adapters.http_client import SafeHttpClient, parse_networks
-from .entrypoints import http, kafka
+from .entrypoints import http, internal, kafka
 from .entrypoints.kafka import flush
 from .service.conversations import ConversationEngine, EngineLimits
 from .service.flows import FlowService
@@ -49,9 +50,11 @@ async def _every(interval_s: float, work: Callable[[], Awaitable[object]], name:
         await asyncio.sleep(interval_s)
 
 
-def create_app(settings: FlowEngineSettings | None = None) -> FastAPI:
+def create_app(settings: FlowEngineSettings | None = None, auth: AuthSettings | None = None, *,
+               configure_logs: bool = True) -> FastAPI:
     settings = settings or FlowEngineSettings()
-    configure_logging(SERVICE, settings.log_level)
+    if configure_logs:
+        configure_logging(SERVICE, settings.log_level)
     db = make_engine(settings.database_url, settings.db_schema(SERVICE))
     sessions = make_session_factory(db)
 
@@ -83,7 +86,13 @@ def create_app(settings: FlowEngineSettings | None = None) -> FastAPI:
     async def kafka_ready() -> bool:
         return await kafka_reachable(broker)
 
-    app = build_service_app(SERVICE, broker, readiness=[kafka_ready], on_started=[start_background],
-                            on_shutdown=[stop])
-    app.include_router(http.build_router(flows, engine, AuthSettings(), lambda: flush(relay)))
+    auth = auth or AuthSettings()
+    revocations = RevocationView(auth.access_ttl_s)
+    feed = RevocationFeed(settings, revocations, auth.access_ttl_s)
+    app = build_service_app(SERVICE, broker, readiness=[kafka_ready, feed.ready], on_startup=[feed.start],
+                            on_started=[start_background], on_shutdown=[feed.stop, stop])
+    app.include_router(http.build_router(flows, engine, auth, lambda: flush(relay), revocations))
+    token = settings.internal_token.get_secret_value() if settings.internal_token else None
+    app.include_router(internal.internal_router(flows, token))
+    app.state.engine = db
     return app

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from pytake_plumbing.settings import CommonSettings
 
@@ -19,6 +19,9 @@ class FlowEngineSettings(CommonSettings):
     # HTTP request nodes never reach private, loopback or link-local addresses unless a
     # network is listed here (comma separated CIDRs, e.g. "127.0.0.0/8" for a local test server).
     http_allowed_networks: str = Field(default="", alias="FLOW_ENGINE_HTTP_ALLOWED_NETWORKS")
+    # Shared with the services that call the internal API (the router checks chatbots' flows there);
+    # without it, the internal API refuses every call.
+    internal_token: SecretStr | None = Field(default=None, alias="PYTAKE_INTERNAL_TOKEN")
     # Test only: exit the process right after committing a message whose text is this,
     # before the offset is committed and before the outbox is relayed (crash test).
     crash_after_commit_text: str | None = Field(default=None, alias="FLOW_ENGINE_TEST_CRASH_AFTER_COMMIT_TEXT")

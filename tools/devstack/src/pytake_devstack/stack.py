@@ -114,6 +114,7 @@ class Stack:
             env[key] = str(self.ports[service])
         env["GRAPH_API_BASE_URL"] = self.url("fake-graph-api")
         env["ROUTER_INTERNAL_URL"] = self.url("router")
+        env["FLOW_ENGINE_INTERNAL_URL"] = self.url("flow-engine")
         return env
 
     def run_cli(self, module: str, *args: str, stdin: str | None = None) -> str:
@@ -132,6 +133,9 @@ class Stack:
             self.seed(tenant)
 
     def seed(self, tenant: Tenant) -> None:
+        # The router's seed-tenant CLI writes the chatbot without asking the flow engine whether its
+        # flow exists (no flow engine need run yet): that is sound here because the same tenant's
+        # flow is published right after, under the same organization.
         router_seed = {k: v for k, v in tenant.__dict__.items() if k not in {"flow", "flow_name"}}
         self.run_cli("pytake_router.main", "seed-tenant", stdin=json.dumps(router_seed))
         self.run_cli("pytake_flow_engine.main", "publish-flow", stdin=json.dumps({
