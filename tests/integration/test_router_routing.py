@@ -116,7 +116,7 @@ async def test_known_number_is_routed_to_its_tenant_and_chatbot(pipeline, settin
 
 async def test_start_keyword_routes_to_its_chatbot(pipeline, settings, api) -> None:
     tenant = await routed_tenant(api, pipeline)
-    keyword_flow = str(uuid4())
+    keyword_flow = await api.new_flow(tenant["admin"])
     sales = (await api.call("POST", "/api/v1/chatbots", tenant["admin"], json={
         "number_id": tenant["number"]["id"], "name": "Sales", "flow_id": keyword_flow,
         "start_keywords": ["Order Now"]})).json()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
@@ -33,7 +34,7 @@ async def tenant(api: Api) -> dict:
     secrets_ = number_body()
     number = (await api.call("POST", "/api/v1/numbers", admin, json=secrets_)).json()
     chatbot = (await api.call("POST", "/api/v1/chatbots", admin, json={
-        "number_id": number["id"], "name": "Greeter", "flow_id": str(uuid4()), "is_default": True})).json()
+        "number_id": number["id"], "name": "Greeter", "flow_id": await api.new_flow(admin), "is_default": True})).json()
     tokens = {"org_admin": admin}
     users = {}
     for role in ("agent", "viewer"):
@@ -76,6 +77,49 @@ async def test_another_organizations_ids_are_not_found_and_never_listed(api: Api
     filtered = (await api.call("GET", f"/api/v1/numbers?phone_number_id={a['number']['phone_number_id']}",
                                b_admin)).json()
     assert filtered["items"] == [] and filtered["total"] == 0
+
+
+async def test_a_chatbot_points_only_at_a_live_flow_of_its_own_organization(api: Api) -> None:
+    a, b = await tenant(api), await tenant(api)
+    a_admin, b_admin = a["tokens"]["org_admin"], b["tokens"]["org_admin"]
+    b_flow, made_up = b["chatbot"]["flow_id"], str(uuid4())
+    deleted = await api.new_flow(a_admin)
+    assert api.flow_engine is not None
+    gone = await api.flow_engine.delete(f"/api/v1/flows/{deleted}", headers={"Authorization": f"Bearer {a_admin}"})
+    assert gone.status_code == 204
+    for flow_id in (b_flow, made_up, deleted):
+        created = await api.call("POST", "/api/v1/chatbots", a_admin, json={
+            "number_id": a["number"]["id"], "name": "Borrowed", "flow_id": flow_id})
+        updated = await api.call("PATCH", f"/api/v1/chatbots/{a['chatbot']['id']}", a_admin, json={"flow_id": flow_id})
+        for refused in (created, updated):
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["error"] == {"code": "unknown_flow",
+                                               "message": f"flow {flow_id} does not exist in your organization"}
+    # B's flow answers exactly like a made-up one; A's chatbot still runs A's flow; A's own flows are fine.
+    mine = (await api.call("GET", f"/api/v1/chatbots/{a['chatbot']['id']}", a_admin)).json()
+    assert mine["flow_id"] == a["chatbot"]["flow_id"]
+    another = await api.new_flow(a_admin)
+    assert (await api.call("POST", "/api/v1/chatbots", a_admin, json={
+        "number_id": a["number"]["id"], "name": "Second", "flow_id": another})).status_code == 201
+    moved = await api.call("PATCH", f"/api/v1/chatbots/{a['chatbot']['id']}", a_admin, json={"flow_id": another})
+    assert moved.status_code == 200 and moved.json()["flow_id"] == another
+    # B's chatbot is untouched.
+    theirs = (await api.call("GET", f"/api/v1/chatbots/{b['chatbot']['id']}", b_admin)).json()
+    assert theirs["flow_id"] == b_flow
+
+
+async def test_a_flow_engine_that_cannot_answer_is_a_503_and_nothing_is_written(servers, namespace) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    async with in_process_router(servers.env, f"{namespace}_nofe", flow_engine_url=down) as api:
+        _, admin = await api.new_organization()
+        number = (await api.call("POST", "/api/v1/numbers", admin, json=number_body())).json()
+        response = await api.call("POST", "/api/v1/chatbots", admin, json={
+            "number_id": number["id"], "name": "x", "flow_id": str(uuid4())})
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "unavailable" and "Traceback" not in response.text
+        assert (await api.call("GET", "/api/v1/chatbots", admin)).json()["total"] == 0
 
 
 async def test_viewer_and_agent_cannot_change_anything(api: Api) -> None:
@@ -126,27 +170,37 @@ async def test_secrets_are_write_only(api: Api) -> None:
 
 async def test_webhook_credentials_for_the_gateway(api: Api) -> None:
     t1, t2 = await tenant(api), await tenant(api)
-    app_id = t1["number"]["meta_app_id"]
-    # A second organization's number on the same Meta app, with the same app secret.
-    shared = number_body(meta_app_id=app_id, app_secret=t1["secrets"]["app_secret"])
-    second = (await api.call("POST", "/api/v1/numbers", t2["tokens"]["org_admin"], json=shared)).json()
+    own_app = t1["number"]["meta_app_id"]
     token = api.settings.internal_token.get_secret_value()
+    own = await api.call("GET", f"/internal/v1/meta-apps/{own_app}/webhook-credentials",
+                         headers={"X-Internal-Token": token})
+    assert own.json() == {"meta_app_id": own_app, "app_secrets": [t1["secrets"]["app_secret"]],
+                          "verify_tokens": [t1["secrets"]["verify_token"]]}
+
+    # A provider's app, platform-owned: the platform admin binds two organizations' numbers to it.
+    app_id = "7" + secrets.token_hex(5).translate(str.maketrans("abcdef", "123456"))
+    platform = await api.platform_token()
+    assert (await api.call("POST", "/api/v1/meta-apps", platform, json={"meta_app_id": app_id})).status_code == 201
+    first = number_body(meta_app_id=app_id)
+    shared = number_body(meta_app_id=app_id, app_secret=first["app_secret"])
+    bound = [(await api.call("POST", f"/api/v1/organizations/{t['org_id']}/numbers", platform, json=body)).json()
+             for t, body in ((t1, first), (t2, shared))]
     path = f"/internal/v1/meta-apps/{app_id}/webhook-credentials"
 
     found = await api.call("GET", path, headers={"X-Internal-Token": token})
     assert found.status_code == 200
-    assert found.json() == {"meta_app_id": app_id, "app_secrets": [t1["secrets"]["app_secret"]],
-                            "verify_tokens": [t1["secrets"]["verify_token"], shared["verify_token"]]}
+    assert found.json() == {"meta_app_id": app_id, "app_secrets": [first["app_secret"]],
+                            "verify_tokens": [first["verify_token"], shared["verify_token"]]}
     assert (await api.call("GET", path, headers={"X-Internal-Token": token + "x"})).status_code == 401
     assert (await api.call("GET", path)).status_code == 401
     assert (await api.call("GET", "/internal/v1/meta-apps/123/webhook-credentials",
                            headers={"X-Internal-Token": token})).status_code == 404
 
     # Deactivated and deleted numbers no longer count.
-    await api.call("PATCH", f"/api/v1/numbers/{second['id']}", t2["tokens"]["org_admin"], json={"active": False})
+    await api.call("PATCH", f"/api/v1/numbers/{bound[1]['id']}", t2["tokens"]["org_admin"], json={"active": False})
     after = (await api.call("GET", path, headers={"X-Internal-Token": token})).json()
-    assert after["verify_tokens"] == [t1["secrets"]["verify_token"]]
-    await api.call("DELETE", f"/api/v1/numbers/{t1['number']['id']}", t1["tokens"]["org_admin"])
+    assert after["verify_tokens"] == [first["verify_token"]]
+    await api.call("DELETE", f"/api/v1/numbers/{bound[0]['id']}", t1["tokens"]["org_admin"])
     assert (await api.call("GET", path, headers={"X-Internal-Token": token})).status_code == 404
 
 
@@ -185,11 +239,13 @@ async def test_soft_delete_conflicts_pagination_and_defaults(api: Api) -> None:
     taken = await api.call("POST", "/api/v1/numbers", other_admin,
                            json=number_body(phone_number_id=number["phone_number_id"]))
     assert taken.status_code == 409 and taken.json()["error"]["code"] == "conflict"
+    # It says the value is taken, not whose it is (nor echoes it back).
+    assert taken.json()["error"]["message"] == "phone_number_id is taken"
 
     # Several chatbots: the default moves, pages and filters work.
     for name in ("Sales", "Support"):
         created = await api.call("POST", "/api/v1/chatbots", admin, json={
-            "number_id": number["id"], "name": name, "flow_id": str(uuid4()), "is_default": True,
+            "number_id": number["id"], "name": name, "flow_id": await api.new_flow(admin), "is_default": True,
             "start_keywords": [name.lower()]})
         assert created.status_code == 201, created.text
     defaults = (await api.call("GET", "/api/v1/chatbots?is_default=true", admin)).json()
@@ -215,9 +271,12 @@ async def test_soft_delete_conflicts_pagination_and_defaults(api: Api) -> None:
     duplicate = await api.call("POST", "/api/v1/organizations", await api.platform_token(),
                                json={"name": "Dup", "slug": org["slug"]})
     assert duplicate.status_code == 409
+    assert duplicate.json()["error"]["message"] == "slug is taken"
     email = t["users"]["viewer"]["email"]
-    assert (await api.call("POST", "/api/v1/users", other_admin, json={
-        "email": email, "password": "long-enough-1"})).status_code == 409
+    someone_elses = await api.call("POST", "/api/v1/users", other_admin, json={
+        "email": email, "password": "long-enough-1"})
+    assert someone_elses.status_code == 409
+    assert someone_elses.json()["error"]["message"] == "email is taken" and email not in someone_elses.text
 
 
 async def test_login_refresh_and_revocation(api: Api) -> None:

@@ -83,3 +83,26 @@ async def test_cache_expires_after_ttl(elapsed: float, lookups: int) -> None:
 
 async def _async(value):
     return value
+
+
+BOUND = NumberRoute(organization_id=ORG, number_id=uuid4(), active=True, chatbot_id=uuid4(), flow_id=uuid4(),
+                    meta_app_id="700")
+
+
+def test_an_event_signed_by_another_app_than_the_numbers_is_not_routed() -> None:
+    assert decide(BOUND, signed_by="700") is BOUND
+    assert decide(BOUND, signed_by="701") is Unroutable.NOT_BOUND_TO_APP
+    # A demo-mode gateway (one secret of its own, no apps) does not say which app signed.
+    assert decide(BOUND, signed_by=None) is BOUND
+
+
+@pytest.mark.parametrize("make", [_message, _status])
+async def test_a_message_or_status_for_a_number_of_another_app_goes_to_unroutable(make) -> None:
+    publisher = RecordingPublisher()
+    event = make()
+    foreign = event.model_copy(update={"payload": event.payload.model_copy(update={"meta_app_id": "666"})})
+    await route_event(foreign, RouteCache(lambda _: _async(BOUND), ttl_s=60), publisher)
+    ((topic, out, _),) = publisher.sent
+    assert topic == MESSAGES_UNROUTABLE.name
+    assert isinstance(out, MessageUnroutable) and out.payload.reason == "number_not_bound_to_app"
+    assert out.organization_id is None  # nothing of the number's organization is attached to it

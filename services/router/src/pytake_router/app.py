@@ -17,19 +17,23 @@ from pytake_plumbing.errors import error_body
 from pytake_plumbing.logs import configure_logging, log_context
 from pytake_plumbing.messaging import EventPublisher, make_broker
 from pytake_plumbing.record_producer import RecordProducer
+from pytake_plumbing.revocations import RevocationFeed, RevocationView
 from pytake_plumbing.service_app import build_service_app, kafka_reachable
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.crypto import SecretBox
 from .adapters.db.repository import RegistryRepository
 from .adapters.db.unit_of_work import SqlUnitOfWork
+from .adapters.flow_directory import HttpFlowDirectory
 from .adapters.outbox_relay import OutboxRelay
 from .adapters.passwords import Argon2Passwords
 from .domain.errors import RegistryError
 from .domain.model import NumberRoute
 from .entrypoints import api, http, kafka
 from .service.accounts import Accounts
+from .service.login_throttle import LoginThrottle
 from .service.management import Management
+from .service.ports import FlowDirectory
 from .service.routing import RouteCache
 from .settings import RouterSettings
 
@@ -38,7 +42,8 @@ MIGRATIONS = Path(__file__).parent / "adapters" / "db" / "migrations"
 
 
 def create_app(settings: RouterSettings | None = None, auth: AuthSettings | None = None, *,
-               configure_logs: bool = True) -> FastAPI:
+               configure_logs: bool = True, flow_directory: FlowDirectory | None = None) -> FastAPI:
+    """`flow_directory` says which flows exist (by default, the flow engine's internal API over HTTP)."""
     settings = settings or RouterSettings()
     auth = auth or AuthSettings()
     if configure_logs:
@@ -67,15 +72,25 @@ def create_app(settings: RouterSettings | None = None, auth: AuthSettings | None
     async def close_db() -> None:
         await engine.dispose()
 
-    app = build_service_app(SERVICE, broker, readiness=[kafka_ready], on_startup=[producer.start],
-                            on_started=[relay.start], on_shutdown=[relay.stop, producer.stop, close_db], title="PyTake router: tenants and routing")
-    management = Management(uow, box, passwords)
-    accounts = Accounts(uow, passwords, auth)
-    guard = api.Guard(auth, accounts)
+    http_flows = HttpFlowDirectory(settings.flow_engine_internal_url, settings.internal_token.get_secret_value())
+
+    async def close_flow_directory() -> None:
+        await http_flows.close()
+
+    revocations = RevocationView(auth.access_ttl_s)
+    feed = RevocationFeed(settings, revocations, auth.access_ttl_s)
+    app = build_service_app(SERVICE, broker, readiness=[kafka_ready, feed.ready],
+                            on_startup=[producer.start, feed.start], on_started=[relay.start],
+                            on_shutdown=[relay.stop, feed.stop, producer.stop, close_db, close_flow_directory],
+                            title="PyTake router: tenants and routing")
+    management = Management(uow, box, passwords, flow_directory or http_flows)
+    accounts = Accounts(uow, passwords, auth, throttle=LoginThrottle(uow, settings.login_throttle_policy()))
+    guard = api.Guard(auth, accounts, revocations)
     app.include_router(api.auth_router(accounts))
     app.include_router(api.organizations_router(management, guard))
     app.include_router(api.users_router(management, guard))
     app.include_router(api.numbers_router(management, guard))
+    app.include_router(api.meta_apps_router(management, guard))
     app.include_router(api.chatbots_router(management, guard))
     app.include_router(http.internal_router(uow, box, settings.internal_token.get_secret_value()))
     install_registry_errors(app)

@@ -35,3 +35,15 @@ class Unauthenticated(RegistryError):
 class Invalid(RegistryError):
     status = 422
     code = "invalid"
+
+
+class UnknownFlow(RegistryError):
+    status = 422
+    code = "unknown_flow"
+
+
+class Unavailable(RegistryError):
+    """A service the use case depends on cannot answer now; the client may retry."""
+
+    status = 503
+    code = "unavailable"

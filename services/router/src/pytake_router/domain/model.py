@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from uuid import UUID
 
@@ -11,6 +11,9 @@ class Unroutable(StrEnum):
     UNKNOWN_NUMBER = "unknown_number"
     INACTIVE_NUMBER = "inactive_number"
     NO_CHATBOT = "no_chatbot"
+    # Signed with another Meta app's secret than the one the number is bound to: whoever holds
+    # that secret must not reach this number's organization.
+    NOT_BOUND_TO_APP = "number_not_bound_to_app"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class NumberRoute:
     chatbot_id: UUID | None
     flow_id: UUID | None
     keyword_routes: tuple[KeywordRoute, ...] = field(default=())
+    meta_app_id: str | None = None
 
     def for_text(self, text: str | None) -> NumberRoute:
         """This route, pointed at the chatbot whose start keyword the text is, if any."""
@@ -40,8 +44,7 @@ class NumberRoute:
         wanted = normalize_keyword(text)
         for candidate in self.keyword_routes:
             if wanted in candidate.keywords:
-                return NumberRoute(self.organization_id, self.number_id, self.active, candidate.chatbot_id,
-                                   candidate.flow_id, self.keyword_routes)
+                return replace(self, chatbot_id=candidate.chatbot_id, flow_id=candidate.flow_id)
         return self
 
 
@@ -49,9 +52,14 @@ def normalize_keyword(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
-def decide(route: NumberRoute | None, text: str | None = None) -> NumberRoute | Unroutable:
+def decide(route: NumberRoute | None, text: str | None = None, signed_by: str | None = None
+           ) -> NumberRoute | Unroutable:
+    """`signed_by` is the Meta app whose secret verified the webhook (None from a gateway in demo
+    mode, which has one secret of its own and no apps)."""
     if route is None:
         return Unroutable.UNKNOWN_NUMBER
+    if signed_by is not None and signed_by != route.meta_app_id:
+        return Unroutable.NOT_BOUND_TO_APP
     if not route.active:
         return Unroutable.INACTIVE_NUMBER
     route = route.for_text(text)

@@ -6,12 +6,16 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from pytake_plumbing.auth import AuthSettings, Principal, Role, principal_dependency
+from pytake_plumbing.auth import AuthSettings, Principal, RevocationCheck, Role, principal_dependency
+from pytake_plumbing.bounds import Limit, Offset  # page size and offset: bounds every API shares
+from pytake_plumbing.errors import error_body
 
 from ..adapters.db.repository import Page
 from ..domain.errors import Forbidden
+from ..domain.login_throttle import TooManyAttempts
 from ..service.accounts import Accounts
 from ..service.management import Management
 from ..service.schemas import (
@@ -23,6 +27,8 @@ from ..service.schemas import (
     Email,
     ErrorResponse,
     LoginRequest,
+    MetaAppCreate,
+    MetaAppResponse,
     NumberCreate,
     NumberResponse,
     NumberUpdate,
@@ -38,8 +44,6 @@ from ..service.schemas import (
     UserUpdate,
 )
 
-Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Rows to skip.")]
 Search = Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="Case-insensitive substring.")]
 SlugFilter = Annotated[str | None, Query(max_length=100, pattern=r"^[a-z0-9-]+$")]
 DigitsFilter = Annotated[Digits | None, Query()]
@@ -53,6 +57,8 @@ AUTHED = _errors(400, 401, 403, 422)
 READ_ONE = _errors(400, 401, 403, 404, 422)
 WRITE = _errors(400, 401, 403, 404, 409, 422)
 CREATE = _errors(400, 401, 403, 409, 422)
+# A chatbot's flow is checked with the flow engine, which may be unreachable (503).
+CHATBOT_WRITE = _errors(400, 401, 403, 404, 409, 422, 503)
 
 ORG_ROLES = (Role.ORG_ADMIN, Role.AGENT, Role.VIEWER)
 
@@ -73,8 +79,8 @@ def _page(model: type[BaseModel], page: Page[Any]) -> dict[str, Any]:
 class Guard:
     """Authentication (a valid token of a user who still exists) and role checks."""
 
-    def __init__(self, auth: AuthSettings, accounts: Accounts) -> None:
-        decode = principal_dependency(auth)
+    def __init__(self, auth: AuthSettings, accounts: Accounts, revocations: RevocationCheck | None = None) -> None:
+        decode = principal_dependency(auth, revocations)
 
         async def current(request: Request) -> Principal:
             return await accounts.current(decode(request))
@@ -93,9 +99,19 @@ class Guard:
 def auth_router(accounts: Accounts) -> APIRouter:
     router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
-    @router.post("/login", response_model=TokenResponse, responses=_errors(400, 401, 422))
-    async def login(body: LoginRequest) -> TokenResponse:
-        pair = await accounts.login(body.email, body.password.get_secret_value())
+    throttled = {429: {"model": ErrorResponse, "description": "Too many login attempts: wait `Retry-After` seconds.",
+                       "headers": {"Retry-After": {"description": "Seconds to wait before trying again.",
+                                                   "required": True, "schema": {"type": "integer", "minimum": 1}}}}}
+
+    @router.post("/login", response_model=TokenResponse, responses={**_errors(400, 401, 422), **throttled})
+    async def login(body: LoginRequest, request: Request) -> Any:
+        # The connecting peer, or X-Forwarded-For when uvicorn trusts the proxy (FORWARDED_ALLOW_IPS).
+        address = request.client.host if request.client else None
+        try:
+            pair = await accounts.login(body.email, body.password.get_secret_value(), address)
+        except TooManyAttempts as exc:
+            return JSONResponse(error_body(exc.code, exc.message, {"retry_after_s": exc.retry_after_s}),
+                                status_code=exc.status, headers={"Retry-After": str(exc.retry_after_s)})
         return TokenResponse(access_token=pair.access_token, refresh_token=pair.refresh_token,
                              expires_in=pair.expires_in)
 
@@ -144,6 +160,42 @@ def organizations_router(management: Management, guard: Guard) -> APIRouter:
                  operation_id="delete_organization")
     async def delete(organization_id: UUID, _: Principal = platform) -> Response:
         await management.delete_organization(organization_id)
+        return Response(status_code=204)
+
+    @router.post("/{organization_id}/numbers", status_code=201, response_model=NumberResponse, responses=WRITE,
+                 operation_id="bind_number")
+    async def bind_number(organization_id: UUID, body: NumberCreate, _: Principal = platform) -> Any:
+        """A number for the organization under a platform-owned Meta app (or one the organization owns)."""
+        return NumberResponse.model_validate(await management.bind_number(organization_id, body))
+
+    return router
+
+
+def meta_apps_router(management: Management, guard: Guard) -> APIRouter:
+    """The Meta apps whose webhooks reach PyTake: an org admin's belong to the organization, the
+    platform admin's are platform-owned. Numbers join an app only by its owner."""
+    router = APIRouter(prefix="/api/v1/meta-apps", tags=["meta-apps"])
+    admin = guard.roles(Role.ORG_ADMIN, Role.PLATFORM_ADMIN)
+    member = guard.roles(Role.PLATFORM_ADMIN, *ORG_ROLES)
+
+    @router.post("", status_code=201, response_model=MetaAppResponse, responses=CREATE,
+                 operation_id="create_meta_app")
+    async def create(body: MetaAppCreate, actor: Principal = admin) -> Any:
+        return MetaAppResponse.model_validate(await management.create_meta_app(actor, body.meta_app_id))
+
+    @router.get("", response_model=PageResponse[MetaAppResponse], responses=AUTHED, operation_id="list_meta_apps")
+    async def list_(actor: Principal = member, limit: Limit = 50, offset: Offset = 0) -> Any:
+        return _page(MetaAppResponse, await management.list_meta_apps(actor, limit=limit, offset=offset))
+
+    # `app_id` is PyTake's id of the app; `meta_app_id` is always Meta's own.
+    @router.get("/{app_id}", response_model=MetaAppResponse, responses=READ_ONE, operation_id="get_meta_app")
+    async def get(app_id: UUID, actor: Principal = member) -> Any:
+        return MetaAppResponse.model_validate(await management.get_meta_app(actor, app_id))
+
+    @router.delete("/{app_id}", status_code=204, response_class=Response, responses=WRITE,
+                   operation_id="delete_meta_app")
+    async def delete(app_id: UUID, actor: Principal = admin) -> Response:
+        await management.delete_meta_app(actor, app_id)
         return Response(status_code=204)
 
     return router
@@ -228,7 +280,7 @@ def chatbots_router(management: Management, guard: Guard) -> APIRouter:
     admin = guard.roles(Role.ORG_ADMIN)
     member = guard.roles(*ORG_ROLES)
 
-    @router.post("", status_code=201, response_model=ChatbotResponse, responses=_created("chatbot", WRITE),
+    @router.post("", status_code=201, response_model=ChatbotResponse, responses=_created("chatbot", CHATBOT_WRITE),
                  operation_id="create_chatbot")
     async def create(body: ChatbotCreate, actor: Principal = admin) -> Any:
         return ChatbotResponse.model_validate(await management.create_chatbot(actor, body))
@@ -247,7 +299,7 @@ def chatbots_router(management: Management, guard: Guard) -> APIRouter:
     async def get(chatbot_id: UUID, actor: Principal = member) -> Any:
         return ChatbotResponse.model_validate(await management.get_chatbot(actor, chatbot_id))
 
-    @router.patch("/{chatbot_id}", response_model=ChatbotResponse, responses=WRITE,
+    @router.patch("/{chatbot_id}", response_model=ChatbotResponse, responses=CHATBOT_WRITE,
                  operation_id="update_chatbot")
     async def update(chatbot_id: UUID, body: ChatbotUpdate, actor: Principal = admin) -> Any:
         return ChatbotResponse.model_validate(await management.update_chatbot(actor, chatbot_id, body))

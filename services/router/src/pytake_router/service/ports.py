@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Protocol
+from uuid import UUID
 
 from pytake_contracts import Event
 from pytake_contracts.topics import TopicSpec
@@ -13,6 +14,7 @@ from ..adapters.db.repository import (
     RegistryRepository,
     UserRepository,
 )
+from ..domain.login_throttle import ThrottleState
 
 
 class Transaction(Protocol):
@@ -20,10 +22,26 @@ class Transaction(Protocol):
     users: UserRepository
     refresh_tokens: RefreshTokenRepository
     outbox: OutboxRepository
+    login_throttle: ThrottleStore
 
     def announce(self, spec: TopicSpec, event: Event, key: str) -> None: ...
     async def flush(self) -> None: ...
     async def commit(self) -> None: ...
+
+
+class ThrottleStore(Protocol):
+    """Login throttle state by key, shared by every replica."""
+
+    async def lock(self, key: str) -> ThrottleState:
+        """The key's state (a fresh one if unknown), its row locked until the transaction ends."""
+        ...
+
+    async def save(self, key: str, state: ThrottleState) -> None: ...
+    async def forget(self, key: str) -> None: ...
+
+    async def sweep(self, idle_s: float, limit: int) -> int:
+        """Delete up to `limit` rows untouched for `idle_s`; how many went."""
+        ...
 
 
 class UnitOfWork(Protocol):
@@ -40,3 +58,12 @@ class Secrets(Protocol):
 class PasswordHasher(Protocol):
     async def hash(self, password: str) -> str: ...
     async def verify(self, password_hash: str, password: str) -> bool: ...
+
+
+class FlowDirectory(Protocol):
+    """The flow engine's answer to "is this a live flow of this organization?".
+
+    Raises domain.errors.Unavailable when it cannot answer (never guesses either way).
+    """
+
+    async def flow_exists(self, organization_id: UUID, flow_id: UUID) -> bool: ...

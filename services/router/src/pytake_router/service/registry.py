@@ -10,6 +10,7 @@ from uuid import UUID
 from ..adapters.db.tables import Chatbot, Organization, User, WhatsAppNumber
 from ..domain.errors import Conflict
 from .changes import announce
+from .management import bind_to_app
 from .ports import PasswordHasher, Secrets, UnitOfWork
 
 UowFactory = Callable[[], UnitOfWork]
@@ -64,6 +65,9 @@ async def seed_tenant(uow: UnitOfWork, box: Secrets, seed: TenantSeed,
         if org is None:
             tx.registry.add(Organization(id=seed.organization_id, name=seed.organization_name, slug=seed.slug))
             await tx.flush()
+        # The operator's tool acts as the platform admin: a new app is platform-owned, so several
+        # seeded organizations may share it; an app another organization owns is refused.
+        await bind_to_app(tx, seed.organization_id, seed.meta_app_id, by_platform=True)
         number = await session.get(WhatsAppNumber, seed.number_id)
         if number is None:
             number = WhatsAppNumber(id=seed.number_id, organization_id=seed.organization_id)
@@ -91,7 +95,7 @@ async def seed_tenant(uow: UnitOfWork, box: Secrets, seed: TenantSeed,
                 tx.users.add(User(organization_id=seed.organization_id, email=email, name=seed.admin_name,
                                   password_hash=password_hash, role="org_admin", active=True))
             elif user.organization_id != seed.organization_id:
-                raise Conflict(f"{email} belongs to another organization")
+                raise Conflict("email is taken")
             else:
                 user.password_hash, user.role, user.active = password_hash, "org_admin", True
         announce(tx, entity="number", entity_id=number.id, change="updated", organization_id=seed.organization_id,

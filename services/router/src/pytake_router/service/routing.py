@@ -82,10 +82,14 @@ async def routed(event: Event, cache: RouteCache) -> Outgoing | None:
     else:
         return None
     route = await cache.get(phone_number_id)
-    decision = decide(route, text)
+    decision = decide(route, text, signed_by=event.payload.meta_app_id)
     if isinstance(decision, Unroutable) and not (
         isinstance(event, StatusReceived) and decision is Unroutable.NO_CHATBOT  # statuses need the tenant only
     ):
+        if decision is Unroutable.NOT_BOUND_TO_APP:
+            # An operator must see this: a holder of one app's secret wrote to a number of another app.
+            log.warning("webhook_for_foreign_number", phone_number_id=phone_number_id,
+                        signed_by=event.payload.meta_app_id, event_type=event.event_type)
         unroutable = event.caused(
             MessageUnroutable,
             producer=PRODUCER,

@@ -168,6 +168,21 @@ class NumberResponse(_Response):
     updated_at: datetime
 
 
+# --- Meta apps ----------------------------------------------------------------------------
+
+
+class MetaAppCreate(_Request):
+    meta_app_id: Digits
+
+
+class MetaAppResponse(_Response):
+    id: UUID
+    meta_app_id: str
+    organization_id: UUID | None = Field(description="The owner; null for a platform-owned app.")
+    created_at: datetime
+    updated_at: datetime
+
+
 # --- chatbots -----------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...domain.model import KeywordRoute, NumberRoute, normalize_keyword
-from .tables import Chatbot, Organization, OutboxRecord, RefreshToken, User, WhatsAppNumber
+from .tables import Chatbot, MetaApp, Organization, OutboxRecord, RefreshToken, User, WhatsAppNumber
 
 RowT = TypeVar("RowT")
 
@@ -69,14 +69,19 @@ class RegistryRepository:
             chatbot_id=default.id if default else None,
             flow_id=default.flow_id if default else None,
             keyword_routes=keyword_routes,
+            meta_app_id=number.meta_app_id,
         )
 
     async def live_numbers_of_app(self, meta_app_id: str) -> Sequence[WhatsAppNumber]:
+        # Only numbers bound to the app by its owner count: a number of another organization that
+        # names the app (registered before apps had owners) must not add its secret to the app's.
         return (await self.session.scalars(
             select(WhatsAppNumber)
             .join(Organization, Organization.id == WhatsAppNumber.organization_id)
+            .join(MetaApp, (MetaApp.meta_app_id == WhatsAppNumber.meta_app_id) & MetaApp.deleted_at.is_(None))
             .where(WhatsAppNumber.meta_app_id == meta_app_id, WhatsAppNumber.active.is_(True),
-                   WhatsAppNumber.deleted_at.is_(None), Organization.deleted_at.is_(None))
+                   WhatsAppNumber.deleted_at.is_(None), Organization.deleted_at.is_(None),
+                   MetaApp.organization_id.is_(None) | (MetaApp.organization_id == WhatsAppNumber.organization_id))
             .order_by(WhatsAppNumber.created_at)
         )).all()
 
@@ -153,6 +158,36 @@ class RegistryRepository:
         return (await self.session.scalars(
             select(WhatsAppNumber).where(WhatsAppNumber.organization_id == organization_id,
                                          WhatsAppNumber.deleted_at.is_(None))
+        )).all()
+
+    async def numbers_of_app(self, meta_app_id: str) -> Sequence[WhatsAppNumber]:
+        return (await self.session.scalars(
+            select(WhatsAppNumber).where(WhatsAppNumber.meta_app_id == meta_app_id,
+                                         WhatsAppNumber.deleted_at.is_(None))
+        )).all()
+
+    # --- Meta apps -------------------------------------------------------------------
+    # `owner` is an organization's id, or None for a platform admin, who sees every app.
+
+    async def meta_app(self, meta_app_id: str) -> MetaApp | None:
+        return await self.session.scalar(
+            select(MetaApp).where(MetaApp.meta_app_id == meta_app_id, MetaApp.deleted_at.is_(None)))
+
+    async def meta_app_by_id(self, owner: UUID | None, app_id: UUID) -> MetaApp | None:
+        query = select(MetaApp).where(MetaApp.id == app_id, MetaApp.deleted_at.is_(None))
+        if owner is not None:
+            query = query.where(MetaApp.organization_id == owner)
+        return await self.session.scalar(query)
+
+    async def meta_apps(self, owner: UUID | None, *, limit: int, offset: int) -> Page[MetaApp]:
+        query = select(MetaApp).where(MetaApp.deleted_at.is_(None))
+        if owner is not None:
+            query = query.where(MetaApp.organization_id == owner)
+        return await _page(self.session, query.order_by(MetaApp.created_at, MetaApp.id), limit, offset)
+
+    async def meta_apps_of(self, organization_id: UUID) -> Sequence[MetaApp]:
+        return (await self.session.scalars(
+            select(MetaApp).where(MetaApp.organization_id == organization_id, MetaApp.deleted_at.is_(None))
         )).all()
 
     # --- chatbots --------------------------------------------------------------------
@@ -238,6 +273,12 @@ class RefreshTokenRepository:
     async def by_hash(self, token_hash: str) -> RefreshToken | None:
         return await self.session.scalar(
             select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
+        )
+
+    async def revoke_session(self, session_id: UUID, now: datetime) -> None:
+        await self.session.execute(
+            update(RefreshToken).where(RefreshToken.session_id == session_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
         )
 
     async def revoke_all(self, user_id: UUID, now: datetime) -> None:

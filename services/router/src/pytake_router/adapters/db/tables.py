@@ -7,7 +7,7 @@ from datetime import datetime
 
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, LargeBinary, String, func, text
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, LargeBinary, String, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -56,6 +56,20 @@ class WhatsAppNumber(Timestamps, Base):
     )
 
 
+class MetaApp(Timestamps, Base):
+    """A Meta app whose webhooks PyTake receives. Its numbers all belong to its owner; a
+    platform-owned app (no organization) is one a provider serves many businesses through,
+    and only the platform admin binds numbers to it."""
+
+    __tablename__ = "meta_apps"
+    meta_app_id: Mapped[str] = mapped_column(String(64))
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("organizations.id"), index=True)
+
+    __table_args__ = (
+        Index("uq_meta_apps_meta_app_id_live", "meta_app_id", unique=True, postgresql_where=text("deleted_at IS NULL")),
+    )
+
+
 class Chatbot(Timestamps, Base):
     __tablename__ = "chatbots"
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id"), index=True)
@@ -97,6 +111,9 @@ class RefreshToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    # The login this token descends from: every refresh keeps it, and access tokens carry it
+    # (claim `sid`), so a logout ends the access tokens of that login too.
+    session_id: Mapped[uuid.UUID] = mapped_column(PgUUID(as_uuid=True), default=uuid.uuid4, index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -112,3 +129,18 @@ class OutboxRecord(Base):
     topic: Mapped[str] = mapped_column(String(200))
     key: Mapped[str] = mapped_column(String(200))
     event: Mapped[dict[str, Any]] = mapped_column(JSONB)
+
+
+class LoginThrottle(Base):
+    """Failed logins per key (`account:<sha256 of email>`, `address:<ip>`); see domain.login_throttle.
+    Rows of keys left alone for long are swept, so the table holds recent keys only."""
+
+    __tablename__ = "login_throttle"
+    id: Mapped[uuid.UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
+                                                 onupdate=func.now(), index=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_failure_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -9,6 +9,7 @@ from pytake_contracts import Event
 from pytake_contracts.topics import TopicSpec
 
 from .repository import OutboxRepository, RefreshTokenRepository, RegistryRepository, UserRepository
+from .throttle import ThrottleRepository
 
 
 class SqlUnitOfWork:
@@ -31,6 +32,7 @@ class SqlUnitOfWork:
         self.users = UserRepository(self.session)
         self.refresh_tokens = RefreshTokenRepository(self.session)
         self.outbox = OutboxRepository(self.session)
+        self.login_throttle = ThrottleRepository(self.session)
         self._announced = False
         return self
 
