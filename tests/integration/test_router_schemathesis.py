@@ -43,6 +43,7 @@ async def test_tenant_endpoints_conform_to_their_schema(pipeline, api, tmp_path)
                                      ["--exclude-path-regex", "/organizations"], tmp_path)
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-2000:]
     assert "API Operations" in result.stdout
+    print(result.stdout[result.stdout.rfind("API Operations"):])  # shown with -rP: operations and test cases
 
 
 async def test_organization_endpoints_conform_to_their_schema(pipeline, api, tmp_path) -> None:
@@ -50,3 +51,4 @@ async def test_organization_endpoints_conform_to_their_schema(pipeline, api, tmp
                                      ["--include-path-regex", "/organizations"], tmp_path)
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-2000:]
     assert "API Operations" in result.stdout
+    print(result.stdout[result.stdout.rfind("API Operations"):])  # shown with -rP: operations and test cases
