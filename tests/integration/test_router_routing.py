@@ -141,6 +141,25 @@ async def test_unknown_number_is_unroutable_with_the_reason(pipeline, settings) 
     assert event.payload.original["correlation_id"] == correlation
 
 
+async def test_an_event_signed_by_another_app_than_the_number_s_is_unroutable(pipeline, settings, api) -> None:
+    # The gateway already holds such parts back; the router refuses them too, whoever put them on the topic.
+    tenant = await routed_tenant(api, pipeline)
+    phone, own_app = tenant["number"]["phone_number_id"], tenant["number"]["meta_app_id"]
+
+    def signed_by(event: Event, meta_app_id: str) -> Event:
+        return event.model_copy(update={"payload": event.payload.model_copy(update={"meta_app_id": meta_app_id})})
+
+    async with Outcomes(settings) as outcomes, producer(settings) as kafka:
+        foreign = [await send(kafka, settings, signed_by(inbound(phone, "15550000004"), "1" + own_app)),
+                   await send(kafka, settings, signed_by(status(phone), "1" + own_app))]
+        own = await send(kafka, settings, signed_by(inbound(phone, "15550000004"), own_app))
+        refused_message, refused_status, routed = await outcomes.of([*foreign, own])
+    for event in (refused_message, refused_status):
+        assert event.event_type == "message.unroutable" and event.organization_id is None
+        assert event.payload.reason == "number_not_bound_to_app"
+    assert routed.event_type == "message.inbound_routed" and routed.organization_id == UUID(tenant["org_id"])
+
+
 async def test_deactivation_while_messages_flow_reaches_every_replica(pipeline, settings, api) -> None:
     tenant = await routed_tenant(api, pipeline)
     phone = tenant["number"]["phone_number_id"]

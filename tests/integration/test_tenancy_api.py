@@ -175,7 +175,8 @@ async def test_webhook_credentials_for_the_gateway(api: Api) -> None:
     own = await api.call("GET", f"/internal/v1/meta-apps/{own_app}/webhook-credentials",
                          headers={"X-Internal-Token": token})
     assert own.json() == {"meta_app_id": own_app, "app_secrets": [t1["secrets"]["app_secret"]],
-                          "verify_tokens": [t1["secrets"]["verify_token"]]}
+                          "verify_tokens": [t1["secrets"]["verify_token"]],
+                          "phone_number_ids": [t1["number"]["phone_number_id"]]}
 
     # A provider's app, platform-owned: the platform admin binds two organizations' numbers to it.
     app_id = "7" + secrets.token_hex(5).translate(str.maketrans("abcdef", "123456"))
@@ -190,7 +191,8 @@ async def test_webhook_credentials_for_the_gateway(api: Api) -> None:
     found = await api.call("GET", path, headers={"X-Internal-Token": token})
     assert found.status_code == 200
     assert found.json() == {"meta_app_id": app_id, "app_secrets": [first["app_secret"]],
-                            "verify_tokens": [first["verify_token"], shared["verify_token"]]}
+                            "verify_tokens": [first["verify_token"], shared["verify_token"]],
+                            "phone_number_ids": sorted([first["phone_number_id"], shared["phone_number_id"]])}
     assert (await api.call("GET", path, headers={"X-Internal-Token": token + "x"})).status_code == 401
     assert (await api.call("GET", path)).status_code == 401
     assert (await api.call("GET", "/internal/v1/meta-apps/123/webhook-credentials",
@@ -200,6 +202,8 @@ async def test_webhook_credentials_for_the_gateway(api: Api) -> None:
     await api.call("PATCH", f"/api/v1/numbers/{bound[1]['id']}", t2["tokens"]["org_admin"], json={"active": False})
     after = (await api.call("GET", path, headers={"X-Internal-Token": token})).json()
     assert after["verify_tokens"] == [first["verify_token"]]
+    # Still bound: the router, not the gateway, says the inactive number is not served.
+    assert shared["phone_number_id"] in after["phone_number_ids"]
     await api.call("DELETE", f"/api/v1/numbers/{bound[0]['id']}", t1["tokens"]["org_admin"])
     assert (await api.call("GET", path, headers={"X-Internal-Token": token})).status_code == 404
 

@@ -53,13 +53,14 @@ async def test_a_message_signed_with_one_organization_s_app_never_reaches_anothe
     attack = meta_payloads.text_message(b["number"]["phone_number_id"], "hi", wa_id=victim)
     wamid = attack["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
     answered = await post(registry_gateway, a["number"]["meta_app_id"], attack, a["secrets"]["app_secret"])
-    # Meta must not retry it for 7 days: the gateway takes it, and the router keeps it from B.
+    # Meta must not retry it for 7 days: the gateway answers 200, and stores nothing of it.
     assert answered.status_code == 200
-
-    (record,) = await eventually(lambda: unroutable(settings, wamid), lambda found: len(found) == 1)
-    assert record.payload.reason == "number_not_bound_to_app"
-    assert record.payload.phone_number_id == b["number"]["phone_number_id"]
-    assert record.organization_id is None
+    assert answered.json() == {"status": "accepted", "stored": 0, "ignored": 1}
+    async with httpx.AsyncClient(timeout=10) as client:
+        metrics = (await client.get(f"{registry_gateway}/metrics")).text
+    assert 'pytake_gateway_ignored_total{reason="number_not_bound_to_app"}' in metrics
+    assert "webhook_for_foreign_number" in (pipeline.log_dir / "gateway-registry.log").read_text()
+    assert await unroutable(settings, wamid) == []  # not even as far as the router
 
     # The same message signed by B's own app is B's: routed, and B's bot answers (so the path works).
     customer = new_wa_id()
@@ -67,8 +68,8 @@ async def test_a_message_signed_with_one_organization_s_app_never_reaches_anothe
     assert (await post(registry_gateway, b["number"]["meta_app_id"], own, b["secrets"]["app_secret"])).status_code == 200
     await eventually(lambda: graph_calls(pipeline, customer), lambda calls: len(calls) >= 1, timeout_s=60)
 
-    # The router decided once for the attack (unroutable), so nothing of it can follow: no reply to the
-    # victim, no conversation of B's with them.
+    # Nothing of the attack was stored, so nothing of it can follow: no reply to the victim, no
+    # conversation of B's with them.
     assert await graph_calls(pipeline, victim) == []
     conversations = await api.client.get(f"{pipeline.url('flow-engine')}/api/v1/conversations",
                                          headers={"Authorization": f"Bearer {b['admin']}"},

@@ -199,3 +199,28 @@ async def test_with_too_many_publishes_unsettled_new_webhooks_are_refused_withou
     publisher.held = False  # Kafka is back: the next webhook is stored
     assert len((await _ingest(ingestor, _one_number_body())).stored) == 1
     assert publisher.calls == 2
+
+
+class BoundSecrets:
+    """An app with two numbers bound to it."""
+
+    async def credentials(self, meta_app_id: str | None) -> AppCredentials | None:
+        return AppCredentials([SECRET], ["tok"], phone_number_ids=frozenset({"111", "222"}))
+
+
+async def test_parts_for_numbers_not_bound_to_the_app_are_answered_but_never_stored() -> None:
+    sink = RecordingSink()
+    body = meta.encode(meta.webhook(meta.value(phone_number_id="111", messages=[meta.messages()["text"]]),
+                                    meta.value(phone_number_id="999", messages=[meta.messages()["text"]])))
+    outcome = await _ingest(WebhookIngestor(BoundSecrets(), sink), body)
+    # The signature was good, so Meta gets its 200; only the bound number's part goes on.
+    assert [event.payload.phone_number_id for event in sink.events] == ["111"]
+    assert outcome.ignored == ["number_not_bound_to_app:999"]
+
+
+async def test_a_post_only_for_another_app_s_number_stores_nothing() -> None:
+    sink = RecordingSink()
+    body = meta.encode(meta.webhook(meta.value(phone_number_id="999", messages=[meta.messages()["text"]])))
+    outcome = await _ingest(WebhookIngestor(BoundSecrets(), sink), body)
+    assert sink.published == [] and outcome.stored == []
+    assert outcome.ignored == ["number_not_bound_to_app:999"]

@@ -40,6 +40,7 @@ class WebhookCredentialsResponse(BaseModel):
     meta_app_id: str
     app_secrets: list[str]
     verify_tokens: list[str]
+    phone_number_ids: list[str] | None = None  # absent from a router older than app binding
 
 
 @dataclass
@@ -138,4 +139,6 @@ class RegistrySecretSource:
             answer = WebhookCredentialsResponse.model_validate_json(response.content)
         except ValueError as exc:
             raise SecretsUnavailable("registry answer not understood") from exc
-        return AppCredentials(app_secrets=answer.app_secrets, verify_tokens=answer.verify_tokens)
+        numbers = frozenset(answer.phone_number_ids) if answer.phone_number_ids is not None else None
+        return AppCredentials(app_secrets=answer.app_secrets, verify_tokens=answer.verify_tokens,
+                              phone_number_ids=numbers)

@@ -33,6 +33,9 @@ class AppCredentials:
 
     app_secrets: list[str]
     verify_tokens: list[str]
+    # The business numbers bound to the app: a webhook part for any other number is not passed on,
+    # so holding one app's secret reaches no other app's numbers. None: any number (demo mode).
+    phone_number_ids: frozenset[str] | None = None
 
 
 class SecretSource(Protocol):
@@ -121,12 +124,18 @@ class WebhookIngestor:
         except ValidationError as exc:
             raise MalformedPayload(_summary(exc)) from exc
         plan = plan_intake(payload, body)
-        outcome = IngestOutcome(ignored=plan.ignored)
-        if plan.parts:
+        parts, foreign = _bound_to_app(plan.parts, credentials.phone_number_ids)
+        outcome = IngestOutcome(ignored=plan.ignored + [f"number_not_bound_to_app:{part.phone_number_id}"
+                                                        for part in foreign])
+        if foreign:
+            # Answered 200 all the same: Meta would retry it for 7 days, and it will never be routable.
+            log.warning("webhook_for_foreign_number", meta_app_id=meta_app_id,
+                        phone_number_ids=[part.phone_number_id for part in foreign][:20])
+        if parts:
             if trace_context is None:
                 trace_context = current_trace_context()
-            outcome.stored = [_received(part, meta_app_id, trace_context) for part in plan.parts]
-            await self._store(outcome.stored, plan.parts)
+            outcome.stored = [_received(part, meta_app_id, trace_context) for part in parts]
+            await self._store(outcome.stored, parts)
         return outcome
 
     async def _credentials(self, meta_app_id: str | None) -> AppCredentials:
@@ -155,6 +164,13 @@ class WebhookIngestor:
         self._unsettled -= 1
         if not completion.cancelled() and completion.exception() is None:
             log.info("late_publish_acknowledged")
+
+
+def _bound_to_app(parts: list[IntakePart], bound: frozenset[str] | None) -> tuple[list[IntakePart], list[IntakePart]]:
+    """The parts for numbers bound to the app, and those for any other number."""
+    if bound is None:
+        return parts, []
+    return [p for p in parts if p.phone_number_id in bound], [p for p in parts if p.phone_number_id not in bound]
 
 
 def _received(part: IntakePart, meta_app_id: str | None, trace_context: dict[str, str]) -> WebhookReceived:

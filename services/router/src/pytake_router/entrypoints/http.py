@@ -50,6 +50,6 @@ def internal_router(uow_factory: Callable[[], UnitOfWork], box: Secrets, interna
         if found is None:
             return JSONResponse(error_body("not_found", "no live, active number of this Meta app"), 404)
         return WebhookCredentialsResponse(meta_app_id=found.meta_app_id, app_secrets=found.app_secrets,
-                                          verify_tokens=found.verify_tokens)
+                                          verify_tokens=found.verify_tokens, phone_number_ids=found.phone_number_ids)
 
     return router

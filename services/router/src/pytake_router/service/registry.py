@@ -49,6 +49,9 @@ class WebhookCredentials:
     meta_app_id: str
     app_secrets: list[str]
     verify_tokens: list[str]
+    # Every live number bound to the app (inactive ones too: the router tells why they are not
+    # served); the gateway passes on no part of a webhook for any other number.
+    phone_number_ids: list[str]
 
 
 async def seed_tenant(uow: UnitOfWork, box: Secrets, seed: TenantSeed,
@@ -134,14 +137,17 @@ async def number_credentials(
 
 
 async def webhook_credentials(uow: UnitOfWork, box: Secrets, meta_app_id: str) -> WebhookCredentials | None:
-    """App secrets and verify tokens of every live, active number of one Meta app (deduplicated)."""
+    """App secrets and verify tokens of every live, active number of one Meta app (deduplicated),
+    and the numbers bound to it."""
     async with uow as tx:
-        numbers = await tx.registry.live_numbers_of_app(meta_app_id)
-        if not numbers:
+        numbers = await tx.registry.bound_numbers_of_app(meta_app_id)
+        active = [n for n in numbers if n.active]
+        if not active:
             return None
-        app_secrets = list(dict.fromkeys(box.open(n.app_secret_enc) for n in numbers))
-        verify_tokens = list(dict.fromkeys(box.open(n.verify_token_enc) for n in numbers))
-        return WebhookCredentials(meta_app_id, app_secrets, verify_tokens)
+        app_secrets = list(dict.fromkeys(box.open(n.app_secret_enc) for n in active))
+        verify_tokens = list(dict.fromkeys(box.open(n.verify_token_enc) for n in active))
+        return WebhookCredentials(meta_app_id, app_secrets, verify_tokens,
+                                  sorted({n.phone_number_id for n in numbers}))
 
 
 async def set_number_active(uow: UnitOfWork, organization_id: UUID, phone_number_id: str, active: bool) -> bool:

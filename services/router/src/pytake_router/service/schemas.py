@@ -224,6 +224,7 @@ class WebhookCredentialsResponse(BaseModel):
     meta_app_id: str
     app_secrets: list[str]
     verify_tokens: list[str]
+    phone_number_ids: list[str]
 
 
 class CredentialsResponse(BaseModel):

@@ -72,14 +72,15 @@ class RegistryRepository:
             meta_app_id=number.meta_app_id,
         )
 
-    async def live_numbers_of_app(self, meta_app_id: str) -> Sequence[WhatsAppNumber]:
-        # Only numbers bound to the app by its owner count: a number of another organization that
-        # names the app (registered before apps had owners) must not add its secret to the app's.
+    async def bound_numbers_of_app(self, meta_app_id: str) -> Sequence[WhatsAppNumber]:
+        """Live numbers of the app, active or not. Only numbers bound by the app's owner count: a
+        number of another organization that names the app (registered before apps had owners)
+        must not add its secret to the app's."""
         return (await self.session.scalars(
             select(WhatsAppNumber)
             .join(Organization, Organization.id == WhatsAppNumber.organization_id)
             .join(MetaApp, (MetaApp.meta_app_id == WhatsAppNumber.meta_app_id) & MetaApp.deleted_at.is_(None))
-            .where(WhatsAppNumber.meta_app_id == meta_app_id, WhatsAppNumber.active.is_(True),
+            .where(WhatsAppNumber.meta_app_id == meta_app_id,
                    WhatsAppNumber.deleted_at.is_(None), Organization.deleted_at.is_(None),
                    MetaApp.organization_id.is_(None) | (MetaApp.organization_id == WhatsAppNumber.organization_id))
             .order_by(WhatsAppNumber.created_at)
