@@ -6,7 +6,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from pytake_contracts import RegistryChanged, RegistryChangedPayload
-from pytake_plumbing.auth import AuthSettings, Principal, Role, decode_access_token, issue_access_token
+from pytake_plumbing.auth import AuthSettings, Principal, Role, decode_access_token, issue_access_token, issued_at
 from pytake_plumbing.errors import ApiError
 from pytake_plumbing.revocations import RevocationView
 
@@ -85,3 +85,13 @@ def test_the_principal_dependency_answers_401_for_a_revoked_token() -> None:
         current(Request())  # type: ignore[arg-type]
     assert refused.value.status == 401 and refused.value.code == "token_revoked"
     assert decode_access_token(token, settings).user_id == user  # the token itself is still well-formed
+
+
+def test_a_token_issued_within_the_millisecond_before_a_revocation_is_refused() -> None:
+    user, revocations = uuid4(), view()
+    revoked = T0 + timedelta(microseconds=800)
+    revocations.apply(change("user", user, "tokens_revoked", revoked))
+    just_before = revoked - timedelta(microseconds=200)  # rounded to the nearest ms it would look later
+    principal_then = Principal(user_id=user, organization_id=uuid4(), role=Role.VIEWER,
+                               issued_at=issued_at(just_before))
+    assert revocations.refuses(principal_then)

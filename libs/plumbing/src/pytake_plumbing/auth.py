@@ -7,6 +7,7 @@ Claims: sub (user id), org (organization id), role.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from collections.abc import Callable
 from typing import Protocol
@@ -57,6 +58,13 @@ ALGORITHM = "HS256"
 NO_ORGANIZATION = UUID(int=0)
 
 
+def issued_at(now: datetime) -> float:
+    """Milliseconds (RFC 7519 allows a fraction): a login right after a revocation, in the same
+    second, must not look older than the revocation. Rounded down, so a token issued before a
+    revocation never looks newer than it."""
+    return math.floor(now.timestamp() * 1000) / 1000
+
+
 def issue_access_token(principal: Principal, settings: AuthSettings, now: datetime | None = None,
                        session_id: UUID | None = None) -> str:
     now = now or datetime.now(UTC)
@@ -65,9 +73,7 @@ def issue_access_token(principal: Principal, settings: AuthSettings, now: dateti
         "org": str(principal.organization_id),
         "role": principal.role.value,
         "iss": settings.jwt_issuer,
-        # Milliseconds (RFC 7519 allows a fraction): a login right after a revocation, in the same
-        # second, must not look older than the revocation.
-        "iat": round(now.timestamp(), 3),
+        "iat": issued_at(now),
         "exp": int((now + timedelta(seconds=settings.access_ttl_s)).timestamp()),
         "jti": uuid4().hex,
         "typ": "access",
