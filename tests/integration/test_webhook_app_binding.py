@@ -12,8 +12,8 @@ import secrets
 import httpx
 import pytest
 
-from pytake_contracts import MessageUnroutable
-from pytake_contracts.topics import MESSAGES_UNROUTABLE
+from pytake_contracts import DeadLettered, MessageUnroutable
+from pytake_contracts.topics import DEAD_LETTERS, MESSAGES_UNROUTABLE
 from pytake_devstack import meta_payloads
 from pytake_devstack.demo_tenant import DEMO_FLOW
 
@@ -61,6 +61,10 @@ async def test_a_message_signed_with_one_organization_s_app_never_reaches_anothe
     assert 'pytake_gateway_ignored_total{reason="number_not_bound_to_app"}' in metrics
     assert "webhook_for_foreign_number" in (pipeline.log_dir / "gateway-registry.log").read_text()
     assert await unroutable(settings, wamid) == []  # not even as far as the router
+    (refused,) = [e for e in await read_topic(settings.kafka_bootstrap_servers, settings.topic(DEAD_LETTERS))
+                  if isinstance(e, DeadLettered) and wamid in e.payload.original]
+    assert refused.payload.error.startswith("number_not_bound_to_app")
+    assert refused.payload.key == b["number"]["phone_number_id"]
 
     # The same message signed by B's own app is B's: routed, and B's bot answers (so the path works).
     customer = new_wa_id()

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from pytake_contracts import WebhookReceived
-from pytake_contracts.topics import WEBHOOK_INTAKE
+from pytake_contracts import DeadLettered, WebhookReceived
+from pytake_contracts.topics import DEAD_LETTERS, WEBHOOK_INTAKE
 from pytake_devstack import meta_payloads
 from pytake_devstack import meta_samples as meta
 from pytake_gateway.adapters.kafka_sink import KafkaEventSink
@@ -213,8 +213,13 @@ async def test_parts_for_numbers_not_bound_to_the_app_are_answered_but_never_sto
     body = meta.encode(meta.webhook(meta.value(phone_number_id="111", messages=[meta.messages()["text"]]),
                                     meta.value(phone_number_id="999", messages=[meta.messages()["text"]])))
     outcome = await _ingest(WebhookIngestor(BoundSecrets(), sink), body)
-    # The signature was good, so Meta gets its 200; only the bound number's part goes on.
-    assert [event.payload.phone_number_id for event in sink.events] == ["111"]
+    # The signature was good, so Meta gets its 200; only the bound number's part goes on, and the
+    # other is kept as a dead letter with its reason.
+    assert [(topic, key) for topic, _, key in sink.published] == [(WEBHOOK_INTAKE, "111"), (DEAD_LETTERS, "999")]
+    stored, refused = sink.events
+    assert isinstance(stored, WebhookReceived) and stored.payload.phone_number_id == "111"
+    assert isinstance(refused, DeadLettered) and refused.payload.error.startswith("number_not_bound_to_app")
+    assert '"999"' in refused.payload.original and outcome.stored == [stored]
     assert outcome.ignored == ["number_not_bound_to_app:999"]
 
 
@@ -222,5 +227,5 @@ async def test_a_post_only_for_another_app_s_number_stores_nothing() -> None:
     sink = RecordingSink()
     body = meta.encode(meta.webhook(meta.value(phone_number_id="999", messages=[meta.messages()["text"]])))
     outcome = await _ingest(WebhookIngestor(BoundSecrets(), sink), body)
-    assert sink.published == [] and outcome.stored == []
+    assert [topic for topic, _, _ in sink.published] == [DEAD_LETTERS] and outcome.stored == []
     assert outcome.ignored == ["number_not_bound_to_app:999"]

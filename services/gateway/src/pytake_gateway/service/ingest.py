@@ -11,8 +11,8 @@ from uuid import uuid4
 
 from pydantic import ValidationError
 
-from pytake_contracts import Event, WebhookReceived, WebhookReceivedPayload
-from pytake_contracts.topics import WEBHOOK_INTAKE, TopicSpec
+from pytake_contracts import DeadLettered, DeadLetterPayload, Event, WebhookReceived, WebhookReceivedPayload
+from pytake_contracts.topics import DEAD_LETTERS, WEBHOOK_INTAKE, TopicSpec
 from pytake_plumbing.logs import get_logger
 from pytake_plumbing.tracing import current_trace_context
 
@@ -48,8 +48,11 @@ class SecretSource(Protocol):
         ...
 
 
+Outgoing = tuple[TopicSpec, Event, str]
+
+
 class EventSink(Protocol):
-    def publish_all(self, items: Sequence[tuple[TopicSpec, Event, str]]) -> Awaitable[None]:
+    def publish_all(self, items: Sequence[Outgoing]) -> Awaitable[None]:
         """Done once Kafka acknowledged every record."""
         ...
 
@@ -127,15 +130,21 @@ class WebhookIngestor:
         parts, foreign = _bound_to_app(plan.parts, credentials.phone_number_ids)
         outcome = IngestOutcome(ignored=plan.ignored + [f"number_not_bound_to_app:{part.phone_number_id}"
                                                         for part in foreign])
+        refused: list[Outgoing] = []
         if foreign:
-            # Answered 200 all the same: Meta would retry it for 7 days, and it will never be routable.
+            # Answered 200 all the same (Meta would retry it for 7 days, and it will never be routable);
+            # the part is kept as a dead letter with its reason, where audit and operators see it.
             log.warning("webhook_for_foreign_number", meta_app_id=meta_app_id,
                         phone_number_ids=[part.phone_number_id for part in foreign][:20])
+            refused = [(DEAD_LETTERS, _not_bound(part, meta_app_id), part.phone_number_id) for part in foreign]
         if parts:
             if trace_context is None:
                 trace_context = current_trace_context()
             outcome.stored = [_received(part, meta_app_id, trace_context) for part in parts]
-            await self._store(outcome.stored, parts)
+        stored: list[Outgoing] = [(WEBHOOK_INTAKE, event, part.phone_number_id)
+                                  for event, part in zip(outcome.stored, parts, strict=True)]
+        if stored or refused:
+            await self._store(stored + refused)
         return outcome
 
     async def _credentials(self, meta_app_id: str | None) -> AppCredentials:
@@ -144,13 +153,12 @@ class WebhookIngestor:
             raise UnknownApp(meta_app_id)
         return credentials
 
-    async def _store(self, events: list[WebhookReceived], parts: list[IntakePart]) -> None:
+    async def _store(self, items: list[Outgoing]) -> None:
         if self._unsettled >= self._max_unsettled:
             # Kafka has been away long enough to fill our backlog: refuse before buffering more.
             raise StoreUnavailable(f"{self._unsettled} earlier publishes still unacknowledged")
         try:
-            await self._sink.publish_all([(WEBHOOK_INTAKE, event, part.phone_number_id)
-                                          for event, part in zip(events, parts, strict=True)])
+            await self._sink.publish_all(items)
         except PublishStillPending as pending:
             # The records may still reach Kafka (the idempotent producer keeps them): Meta's retry
             # is stored again, and the forwarder passes on whichever copy comes first.
@@ -171,6 +179,18 @@ def _bound_to_app(parts: list[IntakePart], bound: frozenset[str] | None) -> tupl
     if bound is None:
         return parts, []
     return [p for p in parts if p.phone_number_id in bound], [p for p in parts if p.phone_number_id not in bound]
+
+
+# The dead-letter topic takes Kafka's default record size, and the record is evidence, not work to redo.
+MAX_REFUSED_ORIGINAL_CHARS = 100_000
+
+
+def _not_bound(part: IntakePart, meta_app_id: str | None) -> DeadLettered:
+    return DeadLettered(correlation_id=str(uuid4()), producer=PRODUCER, payload=DeadLetterPayload(
+        origin_topic=WEBHOOK_INTAKE.name, consumer=PRODUCER, attempts=1, key=part.phone_number_id,
+        original=part.body[:MAX_REFUSED_ORIGINAL_CHARS],
+        error=f"number_not_bound_to_app: signed by Meta app {meta_app_id}, which number {part.phone_number_id} "
+              "is not bound to"))
 
 
 def _received(part: IntakePart, meta_app_id: str | None, trace_context: dict[str, str]) -> WebhookReceived:
