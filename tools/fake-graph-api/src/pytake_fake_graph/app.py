@@ -273,9 +273,20 @@ def create_app(expected_token: str | None = None, *, latency_s: float = 0.0, web
 
     @app.get("/_fake/calls")
     async def calls(phone_number_id: str | None = None, callback: str | None = None, min_count: int = 0,
-                    wait_s: float = 0.0) -> list[Call]:
+                    wait_s: float = 0.0, after_id: int | None = None) -> list[Call]:
         """Recorded calls (of a number, or carrying a `biz_opaque_callback_data`); with `min_count`
-        and `wait_s`, waits until that many exist."""
+        and `wait_s`, waits until that many exist. With `after_id`, only the calls recorded after
+        that one (ids count up from 1), waiting up to `wait_s` for one: a cheap incremental feed
+        for a benchmark following thousands of sends."""
+        if after_id is not None:
+            # Ids are positions in the list (since the last reset): a slice, not a scan of every call.
+            async with state.changed:
+                if wait_s and len(state.calls) <= after_id:
+                    try:
+                        await asyncio.wait_for(state.changed.wait_for(lambda: len(state.calls) > after_id), wait_s)
+                    except TimeoutError:
+                        pass
+                return state.calls[max(0, after_id):]
         if min_count and wait_s:
             async with state.changed:
                 try:
