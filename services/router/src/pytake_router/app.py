@@ -8,8 +8,6 @@ from uuid import uuid4
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from pytake_plumbing.auth import AuthSettings
 from pytake_plumbing.database import make_engine, make_session_factory
@@ -105,16 +103,6 @@ def install_registry_errors(app: FastAPI) -> None:
     async def registry_error(_: Request, exc: RegistryError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-                405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            # Every method the path has, not only those of the first route that matched it.
-            headers["Allow"] = ", ".join(_allowed_methods(request))
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers)
-
     @app.middleware("http")
     async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         # Changes made by this request are announced with its correlation id, and its logs carry it.
@@ -124,17 +112,3 @@ def install_registry_errors(app: FastAPI) -> None:
         response.headers["X-Correlation-Id"] = correlation_id
         return response
 
-
-def _allowed_methods(request: Request) -> list[str]:
-    methods: set[str] = set()
-    routes = list(request.app.routes)
-    while routes:
-        route = routes.pop()
-        inner = getattr(route, "original_router", None)  # an included router: look at its own routes
-        if inner is not None:
-            routes.extend(inner.routes)
-            continue
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match is not Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
