@@ -193,6 +193,7 @@ def subscribe_batch(
     @broker.subscriber(
         *[settings.topic(spec) for spec in specs],
         group_id=settings.consumer_group(service),
+        **settings.group_membership(settings.consumer_group(service)),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         batch=True,

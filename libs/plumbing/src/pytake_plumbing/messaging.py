@@ -189,6 +189,8 @@ def subscribe(
         group_id=group_id,
         auto_offset_reset="latest" if broadcast else "earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        # A broadcast group has one member, named afresh at each start: nothing to keep static.
+        **settings.group_membership(group_id, static=not broadcast),
         title=f"{service}:{','.join(spec.name for spec in specs)}",
         decoder=_raw_body,  # the contracts decode the bytes, once
     )

@@ -110,6 +110,7 @@ def register(broker: KafkaBroker, settings: FlowEngineSettings, engine: Conversa
     @broker.subscriber(
         settings.topic(MESSAGES_ROUTED),
         group_id=settings.consumer_group(SERVICE),
+        **settings.group_membership(settings.consumer_group(SERVICE)),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         batch=True,

@@ -37,6 +37,7 @@ def register(broker: KafkaBroker, settings: CommonSettings, cache: RouteCache, p
     @broker.subscriber(
         settings.topic(WEBHOOK_INBOUND),
         group_id=settings.consumer_group(SERVICE),
+        **settings.group_membership(settings.consumer_group(SERVICE)),
         auto_offset_reset="earliest",
         batch=True,
         max_records=max_records,

@@ -32,7 +32,8 @@ def outbound_consumer(settings: SenderSettings, sender: Sender, publisher: Event
         bootstrap_servers=settings.kafka_bootstrap_servers, topic=settings.topic(MESSAGES_OUTBOUND),
         group_id=settings.consumer_group("sender"), handler=sender.handle, dead_letter=dead_letter,
         max_buffered=settings.max_buffered, max_active=settings.max_active,
-        commit_interval_s=settings.commit_interval_s)
+        commit_interval_s=settings.commit_interval_s,
+        membership=settings.group_membership(settings.consumer_group("sender")))
 
 
 def register(broker: KafkaBroker, settings: SenderSettings, deliveries: StatusJoins, publisher: EventPublisher,

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -80,8 +81,10 @@ class _Lane:
 class OutboundConsumer:
     def __init__(self, *, bootstrap_servers: str, topic: str, group_id: str, handler: Handler,
                  dead_letter: DeadLetter, max_buffered: int = 5000, max_active: int = 1000,
-                 commit_interval_s: float = 1.0, drain_grace_s: float = 10.0) -> None:
+                 commit_interval_s: float = 1.0, drain_grace_s: float = 10.0,
+                 membership: dict[str, Any] | None = None) -> None:
         self._bootstrap_servers = bootstrap_servers
+        self._membership = membership or {}
         self._topic = topic
         self._group_id = group_id
         self._handler = handler
@@ -108,7 +111,7 @@ class OutboundConsumer:
             bootstrap_servers=self._bootstrap_servers, group_id=self._group_id, client_id="pytake-sender",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=2000,
             # Lanes keep working while the loop waits: it only has to come back to poll.
-            max_poll_interval_ms=300_000)
+            max_poll_interval_ms=300_000, **self._membership)
         self._consumer.subscribe([self._topic], listener=_Listener(self))
         await self._consumer.start()
         self._loop_task = asyncio.create_task(self._run())
