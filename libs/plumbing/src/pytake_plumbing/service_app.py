@@ -3,7 +3,9 @@ with its Kafka broker started and stopped in the app's lifespan."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -13,6 +15,7 @@ from faststream.kafka import KafkaBroker
 
 from .errors import document_errors, error_body, install_error_handlers, log_unhandled
 from .logs import get_logger
+from .messaging import is_transient
 from .request_guard import DEFAULT_MAX_BODY_BYTES, Exclude, RequestGuard, document_nul_rule
 
 log = get_logger(__name__)
@@ -44,11 +47,11 @@ def build_service_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for hook in on_startup:
-            await hook()
+            await until_available(hook)
         if start_broker:
             await broker.start()
         for hook in on_started:
-            await hook()
+            await until_available(hook)
         tune_garbage_collector()
         log.info("service_started", service=service)
         try:
@@ -112,3 +115,21 @@ async def kafka_reachable(broker: KafkaBroker) -> bool:
         return bool(await broker.ping(timeout=2.0))
     except Exception:
         return False
+
+
+async def until_available(hook: Hook, within_s: float = 60.0) -> None:
+    """Runs a startup hook, again while it fails for an outage (a server restarting, or one that
+    drops a connection when two replicas prepare it at once): a replica starting during a short
+    outage comes up after it instead of exiting. Other errors, or an outage past `within_s`, stop it."""
+    deadline = time.monotonic() + within_s
+    delay = 0.2
+    while True:
+        try:
+            await hook()
+            return
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("startup_retry", hook=getattr(hook, "__qualname__", repr(hook)), error=repr(exc)[:300])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
