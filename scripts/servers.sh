@@ -618,8 +618,12 @@ ready_one() {
 
 wait_ready() {
   local name=$1 start=$SECONDS pid
+  pid=$(head -n1 "$(pid_file "$name")" 2>/dev/null || true)
   until ready_one "$name"; do
-    if ! pid=$(running_pid "$name"); then
+    # Alive is what counts here: right after the fork, before the exec, the process still
+    # carries this script's command line, so running_pid's command check would call it gone.
+    if ! pid_matches "$pid" ""; then
+      rm -f "$(pid_file "$name")"
       fail_server "$name" "process exited during startup"
     fi
     if ((SECONDS - start >= READY_TIMEOUT)); then
