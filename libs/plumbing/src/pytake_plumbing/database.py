@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -31,6 +29,11 @@ def make_session_factory(engine: AsyncEngine) -> async_sessionmaker:
 
 def run_migrations(migrations_dir: Path, database_url: str, schema: str, revision: str = "head") -> None:
     """Upgrade `schema` to `revision` with the service's own Alembic scripts."""
+    # Imported here: only the migrate command needs Alembic, and every service start would pay
+    # a tenth of a second for it (a restarted replica takes its partitions back that much later).
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir))
     cfg.attributes["database_url"] = database_url
