@@ -1,3 +1,4 @@
+import dataclasses
 from uuid import UUID, uuid4
 
 import pytest
@@ -11,7 +12,7 @@ from pytake_contracts import (
 )
 from pytake_plumbing.messaging import PermanentError
 from pytake_sender.domain.meta_errors import AmbiguousSend, MetaApiError
-from pytake_sender.service.send import Sender
+from pytake_sender.service.send import Sender, SendPolicy
 from sender_fakes import (
     NO_WAIT,
     ORG,
@@ -33,7 +34,7 @@ def _request(org: UUID = ORG, message: dict | None = None) -> OutboundMessageReq
 
 
 class World:
-    def __init__(self, script: list[BaseException] | None = None) -> None:
+    def __init__(self, script: list[BaseException] | None = None, policy: SendPolicy = NO_WAIT) -> None:
         self.clock = FakeClock()
         self.graph = FakeGraph(script)
         self.credentials = FakeCredentials()
@@ -42,7 +43,7 @@ class World:
         self.pauses = RecordingPauses()
         self.publisher = RecordingPublisher()
         self.sender = Sender(self.graph, self.credentials, self.deliveries, self.gates, NoPairLimit(), self.pauses,
-                             self.publisher, NO_WAIT, sleep=self.clock.sleep, clock=self.clock)
+                             self.publisher, policy, sleep=self.clock.sleep, clock=self.clock)
 
     def of_type(self, cls: type) -> list:
         return [e for e in self.publisher.events if isinstance(e, cls)]
@@ -113,6 +114,23 @@ async def test_retries_stop_at_max_attempts() -> None:
     assert await world.sender.handle(_request()) == "failed"
     assert len(world.graph.calls) == 3
     assert world.of_type(MessageFailed)[0].payload.attempts == 3
+
+
+async def test_an_outage_is_retried_through_the_retry_window() -> None:
+    # Meta down for about a minute: far more than max_attempts failures, all within the window.
+    policy = dataclasses.replace(NO_WAIT, retry_window_s=120.0, backoff_base_s=1.0, backoff_max_s=10.0)
+    world = World([MetaApiError(500, 2, "down")] * 12, policy)
+    assert await world.sender.handle(_request()) == "sent"
+    assert len(world.graph.calls) == 13 and world.of_type(MessageFailed) == []
+
+
+async def test_retries_end_when_the_window_and_the_attempts_are_spent() -> None:
+    policy = dataclasses.replace(NO_WAIT, retry_window_s=30.0, backoff_base_s=10.0, backoff_max_s=10.0)
+    world = World([MetaApiError(500, 2, "down")] * 50, policy)
+    assert await world.sender.handle(_request()) == "failed"
+    (failed,) = world.of_type(MessageFailed)
+    assert failed.payload.attempts == len(world.graph.calls) > NO_WAIT.max_attempts
+    assert sum(world.clock.slept) >= 30.0 - 10.0  # the last retry began inside the window
 
 
 async def test_number_of_another_tenant_is_not_sent() -> None:

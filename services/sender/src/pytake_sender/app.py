@@ -51,7 +51,8 @@ def create_app(settings: SenderSettings | None = None) -> FastAPI:
     sender = Sender(
         graph, credentials, deliveries, throughput, PairLimits(settings.pair_interval_s, settings.pair_burst),
         permits, outcomes,
-        SendPolicy(max_attempts=settings.max_attempts, backoff_base_s=settings.backoff_base_s,
+        SendPolicy(max_attempts=settings.max_attempts, retry_window_s=settings.retry_window_s,
+                   backoff_base_s=settings.backoff_base_s,
                    backoff_max_s=settings.backoff_max_s, uncertain_resolve_s=settings.uncertain_resolve_s,
                    spam_pause_s=settings.spam_pause_s))
     kafka.register(broker, settings, deliveries, publisher, credentials.forget)

@@ -18,6 +18,8 @@ class SenderSettings(CommonSettings):
     internal_token: SecretStr = Field(alias="PYTAKE_INTERNAL_TOKEN")
     # Retries of throttles and transient failures (exponential backoff, full jitter).
     max_attempts: int = Field(default=5, ge=1, alias="SENDER_MAX_ATTEMPTS")
+    # ... and at least for this long from the first attempt, whatever their number.
+    retry_window_s: float = Field(default=300.0, ge=0, alias="SENDER_RETRY_WINDOW_S")
     backoff_base_s: float = Field(default=0.5, ge=0, alias="SENDER_BACKOFF_BASE_S")
     backoff_max_s: float = Field(default=30.0, ge=0, alias="SENDER_BACKOFF_MAX_S")
     # Throughput of a number (Meta: 80/s by default, up to 1,000/s); per-number values live in

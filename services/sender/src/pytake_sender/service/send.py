@@ -88,6 +88,9 @@ class Publisher(Protocol):
 @dataclass(frozen=True)
 class SendPolicy:
     max_attempts: int = 5
+    # Transient failures (Meta down, throttled, no answer) are retried for at least this long,
+    # whatever the attempts: an outage of a few minutes delays replies, it loses none.
+    retry_window_s: float = 300.0
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     uncertain_resolve_s: float = 120.0
@@ -116,6 +119,7 @@ class _Job:
     organization_id: UUID
     token: UUID | None
     attempts: int
+    started: float
 
     @property
     def request_id(self) -> UUID:
@@ -162,7 +166,7 @@ class Sender:
             log.info("outbound_duplicate", request_id=str(event.event_id), status=delivery.status)
             await self._announce(event, delivery)
             return "duplicate"
-        job = _Job(event, org, delivery.claim_token, delivery.attempts)
+        job = _Job(event, org, delivery.claim_token, delivery.attempts, self._clock())
         try:
             if delivery.status != "new":
                 # Claimed before (a crash, or a rebalance): it may be at Meta already. Its status
@@ -196,7 +200,7 @@ class Sender:
                 wamid = await self._graph.send(job.phone_number_id, token, body)
             except MetaApiError as error:
                 gate.release(permit)
-                if error.kind is ErrorKind.RETRY and job.attempts < self._policy.max_attempts:
+                if error.kind is ErrorKind.RETRY and self._may_retry(job):
                     log.warning("graph_api_retry", code=error.code, http_status=error.http_status,
                                 attempt=job.attempts)
                     await self._sleep(self._policy.backoff(job.attempts))
@@ -208,7 +212,7 @@ class Sender:
                 await self._store(job, Outcome(job.organization_id, job.request_id, job.token,  # type: ignore[arg-type]
                                                "uncertain", job.attempts))
                 job.token = await self._resolve(job)
-                if job.attempts >= self._policy.max_attempts:
+                if not self._may_retry(job):
                     return await self._fail(job, MetaApiError(0, None, f"no answer from Meta: {unknown}"))
                 continue
             except BaseException:
@@ -219,6 +223,10 @@ class Sender:
                                            "sent", job.attempts, wamid=wamid))
             await self._publish_sent(job.event, wamid)
             return "sent"
+
+    def _may_retry(self, job: _Job) -> bool:
+        return (job.attempts < self._policy.max_attempts
+                or self._clock() - job.started < self._policy.retry_window_s)
 
     async def _handle_error(self, job: _Job, error: MetaApiError) -> str:
         if error.code == 190:
