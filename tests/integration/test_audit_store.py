@@ -19,7 +19,7 @@ from pytake_audit.service.queries import AuditQueryService
 from pytake_audit.samples import T0, conversation, inbound, outbound, send_failed, sent, status
 from pytake_audit.service.record import RetentionPolicy, record_events
 from pytake_audit.service.sweeper import ExpirySweeper
-from pytake_contracts.events import ConversationEnded, ConversationStarted
+from pytake_contracts.events import ConversationEnded, ConversationStarted, DeadLettered, DeadLetterPayload
 from pytake_plumbing.mongo import make_mongo_client
 
 from .waiting import eventually
@@ -190,3 +190,15 @@ async def test_mongodb_ttl_monitor_deletes_expired_documents(audit: Audit) -> No
     # MongoDB's TTL monitor runs every 60 s.
     await eventually(lambda: audit.db[EVENTS].count_documents({"_id": str(expired.event_id)}),
                      lambda n: n == 0, timeout_s=180, interval_s=2)
+
+
+async def test_a_dead_letter_holding_a_nul_is_recorded_with_a_stand_in(audit: Audit) -> None:
+    # PostgreSQL-backed servers cannot store U+0000; the letter is kept, the NUL shown as ␀.
+    org = uuid4()
+    letter = DeadLettered(organization_id=org, correlation_id="c", producer="router", payload=DeadLetterPayload(
+        origin_topic="pytake.webhook.inbound", consumer="router", error="undecodable", attempts=1,
+        original="\x00not an event\ufffd"))
+    assert await audit.record([letter, inbound(org, "15550001111", "Hi", T0)]) == 2
+    stored = await audit.db[EVENTS].find_one({"_id": str(letter.event_id), "organization_id": str(org)})
+    assert stored is not None and stored["payload"]["original"] in ("\x00not an event\ufffd",
+                                                                    "\u2400not an event\ufffd")

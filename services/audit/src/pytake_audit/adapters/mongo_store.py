@@ -6,6 +6,7 @@ accumulator (`$sum`), no `$lookup`/`$facet`/`$dateToString`, no transactions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,32 @@ DUPLICATE_KEY = 11000
 UNSUPPORTED_INDEX_CODES = {238, 67, 197}
 
 ORG = ("organization_id", ASCENDING)
+
+# FerretDB over PostgreSQL reports its backend's failures as OperationFailure with the SQLSTATE in the
+# message. Connection exceptions (08), an operator or crash shutdown (57P01-57P03) and exhausted
+# resources (53) mean the database is away: an outage to wait out, not a bad document.
+BACKEND_AWAY = re.compile(r"SQLSTATE (08|57P0|53)|failed to connect")
+# ... and a string holding U+0000, which PostgreSQL's jsonb cannot store (MongoDB can).
+NUL_UNSUPPORTED = "SQLSTATE 22P05"
+NUL_STAND_IN = "\u2400"  # ␀, so the audit still shows where the NUL was
+
+
+class DatabaseAway(ConnectionError):
+    """The audit database is unreachable behind a reachable server; retried like any outage."""
+
+
+def _as_outage(exc: OperationFailure) -> Exception:
+    return DatabaseAway(str(exc)[:500]) if BACKEND_AWAY.search(str(exc)) else exc
+
+
+def without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_STAND_IN)
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
 
 # Few indexes on purpose: each one costs on every insert (on FerretDB, a lot). The organization
 # comes first in each, as every query filters on it.
@@ -99,6 +126,19 @@ class AuditStore:
         Returns how many documents were new."""
         if not documents:
             return 0
+        try:
+            return await self._insert_new(documents)
+        except OperationFailure as exc:
+            if NUL_UNSUPPORTED not in str(exc):
+                raise _as_outage(exc) from exc
+        # Rare (the gateway refuses NULs; a dead letter's original may hold one): only then is every
+        # string walked, so the common path pays nothing.
+        try:
+            return await self._insert_new([without_nul(document) for document in documents])
+        except OperationFailure as exc:
+            raise _as_outage(exc) from exc
+
+    async def _insert_new(self, documents: Sequence[dict[str, Any]]) -> int:
         try:
             result = await self._db[EVENTS].insert_many(list(documents), ordered=False)
             return len(result.inserted_ids)
