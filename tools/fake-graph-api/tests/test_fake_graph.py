@@ -80,3 +80,15 @@ def test_max_in_window_counts_half_open_windows() -> None:
     assert max_in_window([0.0, 0.5, 0.99, 1.0, 1.2], 1.0) == 4  # [0.5, 1.5)
     assert max_in_window([0.0, 1.0, 2.0], 1.0) == 1
     assert max_in_window([], 1.0) == 0
+
+
+async def test_failure_for_a_time_window_answers_every_send_then_ends(client, monkeypatch) -> None:
+    import pytake_fake_graph.app as fake
+
+    now = [1000.0]
+    monkeypatch.setattr(fake.time, "time", lambda: now[0])
+    await client.post("/_fake/failures", json={"http_status": 500, "code": 2, "message": "Service", "for_s": 10})
+    during = [(await client.post("/v23.0/100/messages", json=SEND, headers=AUTH)).status_code for _ in range(4)]
+    now[0] += 10.5
+    after = (await client.post("/v23.0/100/messages", json=SEND, headers=AUTH)).status_code
+    assert during == [500] * 4 and after == 200

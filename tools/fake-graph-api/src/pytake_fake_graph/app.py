@@ -35,8 +35,11 @@ class InjectedFailure(BaseModel):
     code: int = Field(default=130429, description="Meta error code, e.g. 130429, 131047, 131056, 131048")
     message: str = "Rate limit hit"
     count: int = Field(default=1, ge=1)
+    for_s: float | None = Field(default=None, gt=0.0, le=600.0,
+                                description="Every send for this many seconds (`count` is then ignored).")
     delay_s: float = Field(default=0.0, ge=0.0, le=120.0)
     phone_number_id: str | None = None
+    until: float | None = Field(default=None, description="Set by the fake: when a `for_s` failure ends.")
 
 
 @dataclass(slots=True)
@@ -91,8 +94,12 @@ class FakeGraphState:
                           max_in_window=max_in_window(arrivals, window_s))
 
     def take_failure(self, phone_number_id: str) -> InjectedFailure | None:
+        now = time.time()
+        self.failures = [f for f in self.failures if f.until is None or f.until > now]
         for failure in self.failures:
             if failure.phone_number_id in (None, phone_number_id):
+                if failure.until is not None:
+                    return failure.model_copy()
                 failure.count -= 1
                 if failure.count == 0:
                     self.failures.remove(failure)
@@ -307,6 +314,8 @@ def create_app(expected_token: str | None = None, *, latency_s: float = 0.0, web
 
     @app.post("/_fake/failures", status_code=201)
     async def inject(failure: InjectedFailure) -> InjectedFailure:
+        if failure.for_s is not None:
+            failure.until = time.time() + failure.for_s
         state.failures.append(failure)
         return failure
 
