@@ -1,11 +1,12 @@
-"""Startup hooks: retried through an outage, not through a bug."""
+"""Start-up: hooks retried through an outage (not through a bug); the collector back on after it."""
 
 import asyncio
+import gc
 
 import pytest
 
 from pytake_plumbing import service_app
-from pytake_plumbing.service_app import until_available
+from pytake_plumbing.service_app import tune_garbage_collector, until_available
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +49,14 @@ async def test_an_outage_longer_than_the_allowance_stops_startup() -> None:
 
     with pytest.raises(TimeoutError):
         await until_available(hook, within_s=0.0)
+
+
+def test_the_cyclic_collector_is_back_on_tuned_once_started() -> None:
+    gc.disable()  # as a service's main module does for its start
+    try:
+        tune_garbage_collector()
+        assert gc.isenabled() and gc.get_threshold()[0] == 50_000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(700, 10, 10)
+        gc.enable()

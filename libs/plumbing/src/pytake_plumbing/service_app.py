@@ -108,6 +108,7 @@ def tune_garbage_collector() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    gc.enable()  # a service's main module turns it off for the start
 
 
 async def kafka_reachable(broker: KafkaBroker) -> bool:
