@@ -116,6 +116,7 @@ class Customer:
     wa_id: str
     turns: int
     sent: list[tuple[int, float]] = field(default_factory=list)   # (message index, scheduled wall time)
+    wamids: dict[int, str] = field(default_factory=dict)          # message index → its WhatsApp message id
     replied: dict[int, float] = field(default_factory=dict)       # message index → reply's arrival time
     highest_replied: int = -1
 
@@ -150,9 +151,11 @@ class Load:
         self.unexpected = 0
         self.order_violations = 0
         self.statuses_posted = 0
+        self.reply_wamids: list[str] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.wall0 = time.time()
         self.perf0 = time.perf_counter()
+        self.stop_sending = False
 
     def wall(self, perf: float) -> float:
         return self.wall0 + (perf - self.perf0)
@@ -175,22 +178,32 @@ class Load:
     async def post_message(self, customer: Customer, index: int, scheduled: float) -> None:
         from pytake_devstack import meta_payloads
 
+        wamid = meta_payloads.new_wamid()
         raw = self.signed_post(meta_payloads.text_message(self.tenant.phone_number_id, customer.text(index),
-                                                          wa_id=customer.wa_id))
+                                                          wa_id=customer.wa_id, wamid=wamid))
         self.lag.append(time.perf_counter() - scheduled)
-        try:
-            status, _ = await self.gateway.request(raw)
-        except (OSError, EOFError):
-            status = 0
+        # Counted as sent before the answer: its reply may come first (an acknowledgement held up).
+        customer.sent.append((index, self.wall(scheduled)))
+        customer.wamids[index] = wamid
+        status = await self.deliver(raw)
         self.acks.append(time.perf_counter() - scheduled)
         self.http[str(status)] = self.http.get(str(status), 0) + 1
         if status != 200:
             self.rejected += 1  # Meta would retry; here it is counted, and the conversation stops
+            customer.sent.remove((index, self.wall(scheduled)))
+            customer.wamids.pop(index)
             return
-        customer.sent.append((index, self.wall(scheduled)))
         if index % 2 == 1 and index + 1 < 2 * customer.turns:
             # The next round's "Hi" does not wait for the greeting: replies' order is then checked.
             self.make_due(customer, index + 1, time.perf_counter() + self.args.think)
+
+    async def deliver(self, raw: bytes) -> int:
+        """Posts one webhook to the gateway: its HTTP status, 0 if the connection failed."""
+        try:
+            status, _ = await self.gateway.request(raw)
+        except (OSError, EOFError):
+            status = 0
+        return status
 
     def make_due(self, customer: Customer, index: int, at: float) -> None:
         self.tie += 1
@@ -211,6 +224,8 @@ class Load:
         self.start_wall = self.wall(start)
         total = int(self.args.rate * self.args.seconds)
         for i in range(total):
+            if self.stop_sending:
+                break
             scheduled = start + i / self.args.rate
             delay = scheduled - time.perf_counter()
             if delay > 0:
@@ -241,19 +256,20 @@ class Load:
             if match % 2 == 0 and match + 1 < 2 * customer.turns:
                 self.make_due(customer, match + 1, time.perf_counter() + self.args.think)  # answers the question
         wamid = call["response"]["messages"][0]["id"]
+        self.reply_wamids.append(wamid)
+        callback = call["body"].get("biz_opaque_callback_data")
         for offset, status in enumerate(("sent", "delivered", "read")):
-            self.spawn(self.post_status(wamid, customer.wa_id, status, int(call["received_at"]) + offset))
+            self.spawn(self.post_status(wamid, customer.wa_id, status, int(call["received_at"]) + offset, callback))
 
-    async def post_status(self, wamid: str, wa_id: str, status: str, timestamp: int) -> None:
+    async def post_status(self, wamid: str, wa_id: str, status: str, timestamp: int, callback: str | None) -> None:
         from pytake_devstack import meta_payloads
 
+        # Meta echoes a send's biz_opaque_callback_data in its statuses.
+        extra = {"biz_opaque_callback_data": callback} if callback else {}
         raw = self.signed_post(meta_payloads.envelope(self.tenant.phone_number_id, {"statuses": [{
-            "id": wamid, "status": status, "timestamp": str(timestamp), "recipient_id": wa_id}]}))
+            "id": wamid, "status": status, "timestamp": str(timestamp), "recipient_id": wa_id, **extra}]}))
         started = time.perf_counter()
-        try:
-            code, _ = await self.gateway.request(raw)
-        except (OSError, EOFError):
-            code = 0
+        code = await self.deliver(raw)
         self.status_acks.append(time.perf_counter() - started)
         self.statuses_posted += code == 200
 

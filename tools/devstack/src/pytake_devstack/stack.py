@@ -43,6 +43,11 @@ DEFAULT_PORTS = {"gateway": 8080, "router": 8081, "flow-engine": 8082, "sender":
                  "fake-graph-api": 8090}
 
 
+def service_of(process: str) -> str:
+    """A process is named after its service, with `@n` for one of several replicas ("router@2")."""
+    return process.split("@", 1)[0]
+
+
 def free_port() -> int:
     """A free loopback port below the ephemeral range.
 
@@ -143,14 +148,21 @@ class Stack:
             "definition": tenant.flow}))
 
     def start(self, services: list[str] | None = None) -> None:
+        """Starts processes by name: a service's, or one of its replicas' ("router@2"). A replica has a
+        port of its own and its name as PYTAKE_REPLICA_ID (a static consumer-group member)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = self._env()
         wanted = services or ["fake-graph-api", *SERVICE_MODULES]
         for name in wanted:
+            service = service_of(name)
+            env = self._env()
+            if name != service:
+                self.ports.setdefault(name, free_port())
+                env[PORT_ENV[service]] = str(self.ports[name])
+                env["PYTAKE_REPLICA_ID"] = name.replace("@", "-")
             if name == "fake-graph-api":
                 command = [sys.executable, "-m", "pytake_fake_graph.main", "--port", str(self.ports[name])]
             else:
-                command = [sys.executable, "-m", SERVICE_MODULES[name], SERVICE_COMMANDS.get(name, "run")]
+                command = [sys.executable, "-m", SERVICE_MODULES[service], SERVICE_COMMANDS.get(service, "run")]
             log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
             self.processes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                     start_new_session=True)
