@@ -441,7 +441,10 @@ def find_or_start_stack(args: argparse.Namespace) -> Target:
             _ready(f"http://127.0.0.1:{DEFAULT_PORTS['fake-graph-api']}/_fake/health"):
         print("using the running demo stack (./pytake demo)", flush=True)
         if args.number_rate:
-            set_number_rate(dict(os.environ, **_servers_env(), PYTAKE_NAMESPACE=""), args.number_rate)
+            from pytake_devstack.demo import demo_secrets
+
+            set_number_rate(dict(os.environ, **_servers_env(), **demo_secrets(), PYTAKE_NAMESPACE=""),
+                            args.number_rate)
         return Target(DEFAULT_PORTS["gateway"], DEFAULT_PORTS["fake-graph-api"], stack_pids())
     return start_own_stack(args)
 

@@ -21,7 +21,7 @@ RUN_DIR = STATE_DIR / "run" / "services"
 DEMO_ENV = STATE_DIR / "demo.env"
 
 
-def _demo_secrets() -> dict[str, str]:
+def demo_secrets() -> dict[str, str]:
     """Per-machine secrets for the demo stack, kept so a restart can read what it encrypted."""
     if DEMO_ENV.exists():
         kept = dict(line.split("=", 1) for line in DEMO_ENV.read_text().splitlines() if "=" in line)
@@ -74,7 +74,7 @@ def run_demo() -> None:
     stop_pid_files(RUN_DIR)
     env = {
         **servers.env,
-        **_demo_secrets(),
+        **demo_secrets(),
         "PYTAKE_NAMESPACE": "",
         "GATEWAY_SECRETS_SOURCE": "demo",
         "GATEWAY_DEMO_APP_SECRET": DEMO_TENANT.app_secret,
