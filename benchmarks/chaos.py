@@ -45,6 +45,7 @@ import secrets
 import signal
 import sys
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,11 +65,42 @@ POISON = b"\x00chaos: not an event\xff"
 # ================================================================ load with Meta's redeliveries
 
 
+def intake_partition(phone_number_id: str) -> int:
+    """The intake topic is keyed by business number; its producer (librdkafka) partitions by CRC32."""
+    from pytake_contracts.topics import WEBHOOK_INTAKE
+
+    return zlib.crc32(phone_number_id.encode()) % WEBHOOK_INTAKE.partitions
+
+
+def second_number(tenant: Any) -> Any:
+    """A second number of the demo organization, so that both forwarder replicas have work: one number's
+    webhooks all go to one intake partition. Its partition differs from the first number's in parity
+    and in half, so the two land on different replicas under the round-robin and the range assignor."""
+    import dataclasses
+    import uuid
+
+    from pytake_contracts.topics import WEBHOOK_INTAKE
+
+    first, half = intake_partition(tenant.phone_number_id), WEBHOOK_INTAKE.partitions // 2
+    for n in range(1, 1000):
+        candidate = str(int(tenant.phone_number_id) + n)
+        p = intake_partition(candidate)
+        if p % 2 != first % 2 and (p < half) != (first < half):
+            return dataclasses.replace(
+                tenant, number_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"pytake-chaos-{candidate}")),
+                phone_number_id=candidate, display_phone_number=f"+1 555 01{n:02d}",
+                chatbot_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"pytake-chaos-bot-{candidate}")))
+    raise RuntimeError("no second number found")
+
+
 class ChaosLoad(Load):
     """Paced customers (pipeline_e2e's), each webhook delivered three times to two gateways."""
 
     def __init__(self, args: argparse.Namespace, gateway_ports: list[int]) -> None:
+        from pytake_devstack.demo_tenant import DEMO_TENANT
+
         super().__init__(args)
+        self.numbers = [DEMO_TENANT.phone_number_id, second_number(DEMO_TENANT).phone_number_id]
         self.gateways = [Pool(port) for port in gateway_ports]
         self.last_ok: dict[int, float] = {}        # gateway port → last 200 (wall clock)
         self.retried = 0
@@ -274,7 +306,7 @@ class Chaos:
         self.settings = CommonSettings.model_validate({**servers_env, "PYTAKE_NAMESPACE": namespace})
         self.stack = Stack(env=env, log_dir=STATE_DIR / "chaos-logs" / namespace, ports=free_ports())
         print(f"stack: namespace {namespace}, logs in {self.stack.log_dir}", flush=True)
-        self.stack.prepare([DEMO_TENANT])
+        self.stack.prepare([DEMO_TENANT, second_number(DEMO_TENANT)])
 
     async def start_processes(self) -> None:
         from pytake_devstack.stack import free_port

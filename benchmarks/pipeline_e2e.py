@@ -115,6 +115,7 @@ def percentile(ordered: list[float], q: float) -> float:
 class Customer:
     wa_id: str
     turns: int
+    number: str  # the business number (phone_number_id) the customer writes to
     sent: list[tuple[int, float]] = field(default_factory=list)   # (message index, scheduled wall time)
     wamids: dict[int, str] = field(default_factory=dict)          # message index → its WhatsApp message id
     replied: dict[int, float] = field(default_factory=dict)       # message index → reply's arrival time
@@ -136,6 +137,7 @@ class Load:
 
         self.args = args
         self.tenant = DEMO_TENANT
+        self.numbers = [DEMO_TENANT.phone_number_id]  # new customers write to each in turn
         self.gateway = Pool(args.gateway_port)
         self.fake = Pool(args.fake_port)
         self.prefix = "19" + "".join(secrets.choice("0123456789") for _ in range(4))  # per run: fresh customers
@@ -179,7 +181,7 @@ class Load:
         from pytake_devstack import meta_payloads
 
         wamid = meta_payloads.new_wamid()
-        raw = self.signed_post(meta_payloads.text_message(self.tenant.phone_number_id, customer.text(index),
+        raw = self.signed_post(meta_payloads.text_message(customer.number, customer.text(index),
                                                           wa_id=customer.wa_id, wamid=wamid))
         self.lag.append(time.perf_counter() - scheduled)
         # Counted as sent before the answer: its reply may come first (an acknowledgement held up).
@@ -215,7 +217,8 @@ class Load:
             customer = self.customers[wa_id]
             return customer, len(customer.sent)
         wa_id = self.prefix + str(len(self.customers)).zfill(6)
-        customer = self.customers[wa_id] = Customer(wa_id, self.args.turns)
+        number = self.numbers[len(self.customers) % len(self.numbers)]
+        customer = self.customers[wa_id] = Customer(wa_id, self.args.turns, number)
         return customer, 0
 
     async def drive(self) -> None:
@@ -259,15 +262,16 @@ class Load:
         self.reply_wamids.append(wamid)
         callback = call["body"].get("biz_opaque_callback_data")
         for offset, status in enumerate(("sent", "delivered", "read")):
-            self.spawn(self.post_status(wamid, customer.wa_id, status, int(call["received_at"]) + offset, callback))
+            self.spawn(self.post_status(wamid, customer, status, int(call["received_at"]) + offset, callback))
 
-    async def post_status(self, wamid: str, wa_id: str, status: str, timestamp: int, callback: str | None) -> None:
+    async def post_status(self, wamid: str, customer: Customer, status: str, timestamp: int,
+                          callback: str | None) -> None:
         from pytake_devstack import meta_payloads
 
         # Meta echoes a send's biz_opaque_callback_data in its statuses.
         extra = {"biz_opaque_callback_data": callback} if callback else {}
-        raw = self.signed_post(meta_payloads.envelope(self.tenant.phone_number_id, {"statuses": [{
-            "id": wamid, "status": status, "timestamp": str(timestamp), "recipient_id": wa_id, **extra}]}))
+        raw = self.signed_post(meta_payloads.envelope(customer.number, {"statuses": [{
+            "id": wamid, "status": status, "timestamp": str(timestamp), "recipient_id": customer.wa_id, **extra}]}))
         started = time.perf_counter()
         code = await self.deliver(raw)
         self.status_acks.append(time.perf_counter() - started)
