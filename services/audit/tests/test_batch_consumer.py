@@ -11,11 +11,14 @@ from aiokafka import ConsumerRecord
 from pymongo.errors import ServerSelectionTimeoutError
 
 from pytake_audit.entrypoints import handled_log
+from pytake_plumbing.backoff import Backoff
 from pytake_plumbing.batch_consumer import BatchConsumer
 from pytake_audit.samples import T0, inbound
 from pytake_contracts import Event, encode_event
 from pytake_contracts.topics import DEAD_LETTERS
 from pytake_plumbing.messaging import PermanentError
+
+QUICK = Backoff(max_s=0.01)
 
 
 class Publisher:
@@ -60,7 +63,7 @@ async def test_a_store_outage_fails_the_batch_so_it_is_redelivered() -> None:
         raise ServerSelectionTimeoutError("mongo down")
 
     publisher = Publisher()
-    consumer = BatchConsumer(publisher, "audit", handler, max_backoff_s=0.01)  # type: ignore[arg-type]
+    consumer = BatchConsumer(publisher, "audit", handler, backoff=QUICK)  # type: ignore[arg-type]
     with pytest.raises(ServerSelectionTimeoutError):
         await consumer.consume([record(encode_event(e), i) for i, e in enumerate(events(2))])
     assert publisher.published == []  # nothing dead-lettered: the batch waits for the store
@@ -76,7 +79,7 @@ async def test_an_event_the_store_refuses_for_good_is_dead_lettered_and_the_rest
         written.extend(batch)
 
     publisher = Publisher()
-    consumer = BatchConsumer(publisher, "audit", handler, max_attempts=2, max_backoff_s=0.01)  # type: ignore[arg-type]
+    consumer = BatchConsumer(publisher, "audit", handler, max_attempts=2, backoff=QUICK)  # type: ignore[arg-type]
     await consumer.consume([record(encode_event(e), i) for i, e in enumerate([bad, *rest])])
     assert written == rest
     ((_, letter),) = publisher.published
@@ -115,7 +118,7 @@ async def test_an_outage_in_one_chunk_stops_and_fails_the_batch_once_the_writes_
 
     publisher = Publisher()
     consumer = BatchConsumer(publisher, "audit", handler, write_chunk=2, writes_in_flight=3,  # type: ignore[arg-type]
-                             max_backoff_s=0.01)
+                             backoff=QUICK)
     with pytest.raises(ServerSelectionTimeoutError):
         await consumer.consume([record(encode_event(e), i) for i, e in enumerate(batch)])
     assert finished == [batch[:2]]  # the chunk in flight ended; none started after the failure

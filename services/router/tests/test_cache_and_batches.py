@@ -3,10 +3,13 @@ from uuid import uuid4
 
 import pytest
 
+from pytake_plumbing.backoff import Backoff
 from pytake_contracts import InboundMessageReceived, RegistryChanged, encode_event
 from pytake_router.domain.model import KeywordRoute, NumberRoute, Unroutable, decide
 from pytake_router.entrypoints.kafka import BatchRouter
 from pytake_router.service.routing import RouteCache, on_registry_changed
+
+QUICK = Backoff(max_s=0.01)
 
 ORG = uuid4()
 ROUTE = NumberRoute(ORG, uuid4(), True, uuid4(), uuid4())
@@ -100,7 +103,7 @@ def message(phone: str) -> bytes:
 async def test_a_batch_is_routed_and_published_together_with_its_dead_letters() -> None:
     publisher = BatchPublisher()
     lookups = Lookups()
-    router = BatchRouter(RouteCache(lookups, ttl_s=60), publisher, max_attempts=3, max_backoff_s=0.01)
+    router = BatchRouter(RouteCache(lookups, ttl_s=60), publisher, max_attempts=3, backoff=QUICK)
     await router.handle((record(message("100"), 1), record(b"{not json", 2), record(message("100"), 3)))
     (batch,) = publisher.batches
     assert [topic for topic, _, _ in batch] == ["pytake.messages.routed", "pytake.deadletter", "pytake.messages.routed"]
@@ -115,7 +118,7 @@ async def test_a_failing_lookup_fails_the_batch_so_it_is_redelivered() -> None:
             raise ConnectionError("database down")
 
     publisher = BatchPublisher()
-    router = BatchRouter(RouteCache(Down(), ttl_s=60), publisher, max_attempts=3, max_backoff_s=0.01)
+    router = BatchRouter(RouteCache(Down(), ttl_s=60), publisher, max_attempts=3, backoff=QUICK)
     with pytest.raises(ConnectionError):
         await router.handle((record(message("100"), 1),))
     assert publisher.batches == []

@@ -8,11 +8,12 @@ from uuid import UUID, uuid4
 
 from pytake_sender.adapters.db.repository import ClaimRequest, Delivery, Outcome, StatusJoin
 from pytake_sender.domain.delivery_status import moves_forward
+from pytake_plumbing.backoff import Backoff
 from pytake_sender.service.send import SendPolicy
 from pytake_sender.service.throughput import NumberPaused, Permit
 
 ORG = uuid4()
-NO_WAIT = SendPolicy(max_attempts=3, retry_window_s=0.0, backoff_base_s=0.0, backoff_max_s=0.0, uncertain_resolve_s=10.0,
+NO_WAIT = SendPolicy(max_attempts=3, retry_window_s=0.0, backoff=Backoff(0.0, 0.0), uncertain_resolve_s=10.0,
                      spam_pause_s=60.0, poll_s=0.5)
 
 

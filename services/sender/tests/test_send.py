@@ -12,6 +12,7 @@ from pytake_contracts import (
 )
 from pytake_plumbing.messaging import PermanentError
 from pytake_sender.domain.meta_errors import AmbiguousSend, MetaApiError
+from pytake_plumbing.backoff import Backoff
 from pytake_sender.service.send import Sender, SendPolicy
 from sender_fakes import (
     NO_WAIT,
@@ -118,14 +119,14 @@ async def test_retries_stop_at_max_attempts() -> None:
 
 async def test_an_outage_is_retried_through_the_retry_window() -> None:
     # Meta down for about a minute: far more than max_attempts failures, all within the window.
-    policy = dataclasses.replace(NO_WAIT, retry_window_s=120.0, backoff_base_s=1.0, backoff_max_s=10.0)
+    policy = dataclasses.replace(NO_WAIT, retry_window_s=120.0, backoff=Backoff(1.0, 10.0))
     world = World([MetaApiError(500, 2, "down")] * 12, policy)
     assert await world.sender.handle(_request()) == "sent"
     assert len(world.graph.calls) == 13 and world.of_type(MessageFailed) == []
 
 
 async def test_retries_end_when_the_window_and_the_attempts_are_spent() -> None:
-    policy = dataclasses.replace(NO_WAIT, retry_window_s=30.0, backoff_base_s=10.0, backoff_max_s=10.0)
+    policy = dataclasses.replace(NO_WAIT, retry_window_s=30.0, backoff=Backoff(10.0, 10.0))
     world = World([MetaApiError(500, 2, "down")] * 50, policy)
     assert await world.sender.handle(_request()) == "failed"
     (failed,) = world.of_type(MessageFailed)

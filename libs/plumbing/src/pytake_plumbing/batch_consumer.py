@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from pytake_contracts import Event, UnknownEventError, decode_event
 from pytake_contracts.topics import DEAD_LETTERS, TopicSpec
 
+from .backoff import OUTAGE, Backoff
 from .logs import get_logger, log_context
 from .messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, dead_letter_event, is_transient
 from .settings import CommonSettings
@@ -46,14 +47,14 @@ class BatchConsumer:
 
     def __init__(self, publisher: EventPublisher, service: str, handler: BatchHandler, *,
                  accepts: tuple[type[Event], ...] = (Event,), max_attempts: int = 5,
-                 max_backoff_s: float = 5.0, write_chunk: int = 10_000, writes_in_flight: int = 1,
+                 backoff: Backoff = OUTAGE, write_chunk: int = 10_000, writes_in_flight: int = 1,
                  on_handled: HandledHook | None = None) -> None:
         self._publisher = publisher
         self._service = service
         self._handler = handler
         self._accepts = accepts
         self._max_attempts = max_attempts
-        self._max_backoff_s = max_backoff_s
+        self._backoff = backoff
         self._write_chunk = write_chunk
         self._writes_in_flight = writes_in_flight
         self._outage_attempts = 0
@@ -147,14 +148,14 @@ class BatchConsumer:
                     if isinstance(exc, PermanentError) or attempt == self._max_attempts:
                         refused.append((record, f"{type(exc).__name__}: {exc}", attempt))
                         break
-                    await asyncio.sleep(min(self._max_backoff_s, 0.1 * 2 ** attempt))
+                    await asyncio.sleep(self._backoff.delay(attempt))
         return refused
 
     async def _pause(self, exc: BaseException, size: int) -> None:
         self._outage_attempts += 1
         log.warning("store_unavailable_will_retry", error=repr(exc)[:300], attempt=self._outage_attempts,
                     batch_size=size)
-        await asyncio.sleep(min(self._max_backoff_s, 0.1 * 2 ** min(self._outage_attempts, 10)))
+        await asyncio.sleep(self._backoff.delay(self._outage_attempts))
 
     async def _dead_letter(self, record: ConsumerRecord, error: str, tries: int) -> None:
         letter = dead_letter_event(record, consumer=self._service, error=error, attempts=tries)
@@ -181,13 +182,13 @@ def subscribe_batch(
     batch_timeout_ms: int = 200,
     accepts: tuple[type[Event], ...] = (Event,),
     max_attempts: int = 5,
-    max_backoff_s: float = 5.0,
+    backoff: Backoff = OUTAGE,
     write_chunk: int = 10_000,
     writes_in_flight: int = 1,
     on_handled: HandledHook | None = None,
 ) -> BatchConsumer:
     consumer = BatchConsumer(EventPublisher(broker, settings), service, handler, accepts=accepts,
-                             max_attempts=max_attempts, max_backoff_s=max_backoff_s, write_chunk=write_chunk,
+                             max_attempts=max_attempts, backoff=backoff, write_chunk=write_chunk,
                              writes_in_flight=writes_in_flight, on_handled=on_handled)
 
     @broker.subscriber(

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from pytake_contracts import DeadLettered, DeadLetterPayload, Event, UnknownEventError, decode_event, encode_event
 from pytake_contracts.topics import CATALOG, DEAD_LETTERS, TopicSpec
 
+from .backoff import OUTAGE, Backoff
 from .logs import get_logger, log_context
 from .settings import CommonSettings
 from .tracing import current_trace_context
@@ -158,7 +159,7 @@ def subscribe(
     handler: Handler,
     accepts: tuple[type[Event], ...] = (Event,),
     max_attempts: int = 5,
-    max_backoff_s: float = 5.0,
+    backoff: Backoff = OUTAGE,
     broadcast: bool = False,
 ) -> None:
     """Register `handler` for typed events on `specs`, one record at a time per partition.
@@ -223,7 +224,7 @@ def subscribe(
                     await dead_letter(message, f"{type(exc).__name__}: {exc}", tries)
                     return
                 log.warning("handler_failed_will_retry", error=repr(exc)[:500], attempt=tries, transient=transient)
-                await asyncio.sleep(min(max_backoff_s, 0.1 * 2 ** min(tries, 10)))
+                await asyncio.sleep(backoff.delay(tries))
                 raise  # NACK: the record is redelivered, partition order kept
             attempts.pop(where, None)
             log.info("event_handled", topic=record.topic, partition=record.partition, offset=record.offset)

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 
+from .backoff import OUTAGE
 from .errors import document_errors, error_body, install_error_handlers, log_unhandled
 from .logs import get_logger
 from .messaging import is_transient
@@ -123,14 +124,15 @@ async def until_available(hook: Hook, within_s: float = 60.0) -> None:
     drops a connection when two replicas prepare it at once): a replica starting during a short
     outage comes up after it instead of exiting. Other errors, or an outage past `within_s`, stop it."""
     deadline = time.monotonic() + within_s
-    delay = 0.2
+    attempt = 0
     while True:
         try:
             await hook()
             return
         except Exception as exc:
+            attempt += 1
+            delay = OUTAGE.delay(attempt)
             if not is_transient(exc) or time.monotonic() + delay > deadline:
                 raise
             log.warning("startup_retry", hook=getattr(hook, "__qualname__", repr(hook)), error=repr(exc)[:300])
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)

@@ -9,6 +9,7 @@ from uuid import uuid4
 
 from fastapi import FastAPI
 
+from pytake_plumbing.backoff import Backoff
 from pytake_plumbing.database import make_engine, make_session_factory
 from pytake_plumbing.logs import configure_logging
 from pytake_plumbing.messaging import EventPublisher, make_broker
@@ -52,8 +53,8 @@ def create_app(settings: SenderSettings | None = None) -> FastAPI:
         graph, credentials, deliveries, throughput, PairLimits(settings.pair_interval_s, settings.pair_burst),
         permits, outcomes,
         SendPolicy(max_attempts=settings.max_attempts, retry_window_s=settings.retry_window_s,
-                   backoff_base_s=settings.backoff_base_s,
-                   backoff_max_s=settings.backoff_max_s, uncertain_resolve_s=settings.uncertain_resolve_s,
+                   backoff=Backoff(settings.backoff_base_s, settings.backoff_max_s),
+                   uncertain_resolve_s=settings.uncertain_resolve_s,
                    spam_pause_s=settings.spam_pause_s))
     kafka.register(broker, settings, deliveries, publisher, credentials.forget)
     outbound = kafka.outbound_consumer(settings, sender, publisher)

@@ -27,6 +27,7 @@ from pytake_contracts import (
     decode_event,
 )
 from pytake_contracts.topics import DEAD_LETTERS, MESSAGES_DELIVERY, MESSAGES_ROUTED
+from pytake_plumbing.backoff import OUTAGE
 from pytake_plumbing.logs import get_logger, log_context
 from pytake_plumbing.messaging import (
     TRANSIENT_ERRORS,
@@ -103,7 +104,7 @@ def register(broker: KafkaBroker, settings: FlowEngineSettings, engine: Conversa
                                               event.correlation_id)
                             break
                         log.warning("handler_failed_will_retry", error=repr(exc)[:500], attempt=attempt)
-                        await asyncio.sleep(min(5.0, 0.1 * 2 ** attempt))
+                        await asyncio.sleep(OUTAGE.delay(attempt))
 
     outages = 0
 
@@ -145,7 +146,7 @@ def register(broker: KafkaBroker, settings: FlowEngineSettings, engine: Conversa
             if _transient(exc):
                 outages += 1
                 log.warning("batch_failed_will_retry", error=repr(exc)[:500], attempt=outages)
-                await asyncio.sleep(min(5.0, 0.1 * 2 ** min(outages, 10)))
+                await asyncio.sleep(OUTAGE.delay(outages))
                 raise  # NACK: the batch is redelivered, partition order kept
             log.warning("batch_failed_retrying_one_by_one", error=repr(exc)[:500], records=len(items))
             await one_by_one(items)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from pytake_contracts import decode_event
 from pytake_contracts.topics import CATALOG
+from pytake_plumbing.backoff import OUTAGE
 from pytake_plumbing.logs import get_logger
 from pytake_plumbing.messaging import EventPublisher
 
@@ -74,7 +75,7 @@ class OutboxRelay:
                 failures += 1
                 log.warning("outbox_relay_failed", error=repr(exc)[:500], attempt=failures)
                 sent = 0
-                await asyncio.sleep(min(5.0, 0.2 * 2 ** min(failures, 5)))
+                await asyncio.sleep(OUTAGE.delay(failures))
             if sent == self._batch:
                 continue  # more may be waiting
             with contextlib.suppress(TimeoutError):

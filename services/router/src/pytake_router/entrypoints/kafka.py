@@ -18,6 +18,7 @@ from pytake_contracts import (
     decode_event,
 )
 from pytake_contracts.topics import DEAD_LETTERS, REGISTRY_CHANGES, WEBHOOK_INBOUND
+from pytake_plumbing.backoff import OUTAGE, Backoff
 from pytake_plumbing.logs import get_logger
 from pytake_plumbing.messaging import TRANSIENT_ERRORS, dead_letter_event, is_transient, subscribe
 from pytake_plumbing.settings import CommonSettings
@@ -30,9 +31,9 @@ log = get_logger(__name__)
 
 
 def register(broker: KafkaBroker, settings: CommonSettings, cache: RouteCache, publisher: BatchPublisher, *,
-             max_records: int = 500, max_attempts: int = 5, max_backoff_s: float = 5.0) -> None:
+             max_records: int = 500, max_attempts: int = 5, backoff: Backoff = OUTAGE) -> None:
     """`publisher` sends the routed records (a lean producer: see pytake_plumbing.record_producer)."""
-    router = BatchRouter(cache, publisher, max_attempts=max_attempts, max_backoff_s=max_backoff_s)
+    router = BatchRouter(cache, publisher, max_attempts=max_attempts, backoff=backoff)
 
     @broker.subscriber(
         settings.topic(WEBHOOK_INBOUND),
@@ -76,11 +77,11 @@ class BatchRouter:
     """
 
     def __init__(self, cache: RouteCache, publisher: BatchPublisher, *, max_attempts: int,
-                 max_backoff_s: float) -> None:
+                 backoff: Backoff) -> None:
         self._cache = cache
         self._publisher = publisher
         self._max_attempts = max_attempts
-        self._max_backoff_s = max_backoff_s
+        self._backoff = backoff
         self._attempts: dict[tuple[str, int, int], int] = {}
 
     async def handle(self, records: Any) -> None:
@@ -120,7 +121,7 @@ class BatchRouter:
                 return self._dead_letter(record, f"{type(exc).__name__}: {exc}", tries)
             log.warning("handler_failed_will_retry", error=repr(exc)[:500], attempt=tries, transient=transient,
                         **_event_fields(event))
-            await asyncio.sleep(min(self._max_backoff_s, 0.1 * 2 ** min(tries, 10)))
+            await asyncio.sleep(self._backoff.delay(tries))
             raise  # NACK: the batch is redelivered from its first record
 
     @staticmethod

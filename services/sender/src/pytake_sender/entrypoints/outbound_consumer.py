@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from pytake_contracts import Event, OutboundMessageRequested, UnknownEventError, decode_event
+from pytake_plumbing.backoff import OUTAGE
 from pytake_plumbing.logs import get_logger, log_context
 from pytake_plumbing.messaging import TRANSIENT_ERRORS, PermanentError, is_transient
 
@@ -204,7 +205,7 @@ class OutboundConsumer:
                         return
                     log.warning("handler_failed_will_retry", error=repr(exc)[:500], attempt=attempt,
                                 transient=transient)
-                    await asyncio.sleep(min(5.0, 0.1 * 2 ** min(attempt, 10)))
+                    await asyncio.sleep(OUTAGE.delay(attempt))
 
     def _apply_backpressure(self) -> None:
         assert self._consumer is not None

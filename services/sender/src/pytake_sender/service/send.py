@@ -10,7 +10,6 @@ last attempt is the message taken as never received and sent again.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pytake_contracts import (
     encode_event,
 )
 from pytake_contracts.topics import DEAD_LETTERS, MESSAGES_DELIVERY, MESSAGES_OUTBOUND, NUMBER_ALERTS, TopicSpec
+from pytake_plumbing.backoff import OUTAGE, Backoff
 from pytake_plumbing.logs import get_logger
 from pytake_plumbing.messaging import PermanentError
 
@@ -91,15 +91,11 @@ class SendPolicy:
     # Transient failures (Meta down, throttled, no answer) are retried for at least this long,
     # whatever the attempts: an outage of a few minutes delays replies, it loses none.
     retry_window_s: float = 300.0
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
+    # Full jitter, as Meta asks of throttled senders.
+    backoff: Backoff = Backoff(base_s=0.5, max_s=30.0)
     uncertain_resolve_s: float = 120.0
     spam_pause_s: float = 3600.0
     poll_s: float = 0.5
-
-    def backoff(self, attempt: int) -> float:
-        # Exponential backoff with full jitter, as Meta asks of throttled senders.
-        return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
 
 
 class _Resolved(Exception):
@@ -203,7 +199,7 @@ class Sender:
                 if error.kind is ErrorKind.RETRY and self._may_retry(job):
                     log.warning("graph_api_retry", code=error.code, http_status=error.http_status,
                                 attempt=job.attempts)
-                    await self._sleep(self._policy.backoff(job.attempts))
+                    await self._sleep(self._policy.backoff.delay(job.attempts))
                     continue
                 return await self._handle_error(job, error)
             except AmbiguousSend as unknown:
@@ -275,15 +271,15 @@ class Sender:
 
     async def _store(self, job: _Job, outcome: Outcome) -> None:
         """Record an outcome; the database being away is waited out (the outcome is only in memory)."""
-        delay = 0.1
+        attempt = 0
         while True:
             try:
                 stored = await self._deliveries.record(outcome)
                 break
             except (OSError, ConnectionError) as exc:
-                log.warning("outcome_not_stored_yet", error=repr(exc)[:300])
-                await self._sleep(delay)
-                delay = min(5.0, delay * 2)
+                attempt += 1
+                log.warning("outcome_not_stored_yet", error=repr(exc)[:300], attempt=attempt)
+                await self._sleep(OUTAGE.delay(attempt))
         if not stored:
             await self._raise_if_resolved(job)
             raise _Superseded()
