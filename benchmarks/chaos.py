@@ -56,10 +56,22 @@ from pipeline_e2e import Load, Pool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLICATED = ("gateway", "gateway-forwarder", "router", "flow-engine", "sender", "audit")
-# The consumer group whose progress shows a replica at work again.
-MAIN_GROUP = {"gateway-forwarder": "gateway-forwarder", "router": "router", "flow-engine": "flow-engine",
-              "sender": "sender", "audit": "audit"}
 POISON = b"\x00chaos: not an event\xff"
+
+
+def group_topics(group: str) -> list[Any]:
+    """The topics a replica's main consumer group reads: its partitions stand still while it is away."""
+    from pytake_contracts.topics import (
+        CATALOG,
+        MESSAGES_OUTBOUND,
+        MESSAGES_ROUTED,
+        WEBHOOK_INBOUND,
+        WEBHOOK_INTAKE,
+    )
+
+    return {"gateway-forwarder": [WEBHOOK_INTAKE], "router": [WEBHOOK_INBOUND], "flow-engine": [MESSAGES_ROUTED],
+            "sender": [MESSAGES_OUTBOUND], "audit": [spec for spec in CATALOG if "audit" in spec.consumers]
+            }.get(group, [])
 
 
 # ================================================================ load with Meta's redeliveries
@@ -246,8 +258,18 @@ class Progress:
         await self.start()
 
     async def committed(self, group: str) -> dict[Any, int]:
+        """Every partition of the group's topics: its committed offset, 0 before its first commit (the
+        namespace's topics are new, and the group starts from the earliest record)."""
+        from aiokafka import TopicPartition
+
         offsets = await self.admin.list_consumer_group_offsets(self.settings.consumer_group(group))
-        return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+        found = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+        committed = {}
+        for spec in group_topics(group):
+            topic = self.settings.topic(spec)
+            for partition in range(spec.partitions):
+                committed[TopicPartition(topic, partition)] = found.get((topic, partition), 0)
+        return committed
 
     async def ends(self, partitions: list[Any]) -> dict[Any, int]:
         return await self.reader.end_offsets(partitions) if partitions else {}
@@ -363,7 +385,7 @@ class Chaos:
     async def kill_replica(self, name: str) -> FaultResult:
         stack = self.stack
         service = name.split("@")[0]
-        group = MAIN_GROUP.get(service)
+        group = service if group_topics(service) else None
         before = await self.progress.committed(group) if group else {}
         process = stack.processes.pop(name)
         process.send_signal(signal.SIGKILL)
