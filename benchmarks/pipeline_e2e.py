@@ -27,6 +27,12 @@ CPU: utime+stime (+ reaped children) of each process tree from /proc, before and
 customer messages carried: each service, Kafka (java), PostgreSQL (the postmaster and all its backends)
 and FerretDB; the load generator and the fake Graph API apart (they stand in for Meta).
 
+Hop by hop: after a run, the records of the run are read back from Kafka and each customer message
+followed by its WhatsApp message id and correlation id; each hop is the time between the record a
+service consumed and the one it produced (the records' own timestamps, set by their producers):
+forwarder (intake → inbound), router (→ routed), flow engine (→ reply request, its outbox included),
+sender (→ message.sent, Meta's answer included).
+
 `--sweep` steps the rate up until saturation (carried < 95 % of offered, replies missing, or end-to-end
 p99 > 1 s), prints a table and writes benchmarks/pipeline_e2e.png (needs matplotlib, a dev dependency).
 The demo number is limited to 80 messages/s by the sender (Meta's default); `--number-rate N` raises it
@@ -426,6 +432,8 @@ class Target:
     gateway_port: int
     fake_port: int
     pids: dict[str, int]
+    kafka: str = ""
+    namespace: str = ""
     cleanup: Any = None
 
 
@@ -449,7 +457,8 @@ def find_or_start_stack(args: argparse.Namespace) -> Target:
 
             set_number_rate(dict(os.environ, **_servers_env(), **demo_secrets(), PYTAKE_NAMESPACE=""),
                             args.number_rate)
-        return Target(DEFAULT_PORTS["gateway"], DEFAULT_PORTS["fake-graph-api"], stack_pids())
+        return Target(DEFAULT_PORTS["gateway"], DEFAULT_PORTS["fake-graph-api"], stack_pids(),
+                      kafka=_servers_env()["KAFKA_BOOTSTRAP_SERVERS"])
     return start_own_stack(args)
 
 
@@ -491,7 +500,8 @@ def start_own_stack(args: argparse.Namespace) -> Target:
         asyncio.run(_drop_namespace(CommonSettings.model_validate({**servers.env, "PYTAKE_NAMESPACE": namespace})))
         servers.stop_started()
 
-    return Target(stack.ports["gateway"], stack.ports["fake-graph-api"], stack_pids(stack), cleanup)
+    return Target(stack.ports["gateway"], stack.ports["fake-graph-api"], stack_pids(stack),
+                  servers.env["KAFKA_BOOTSTRAP_SERVERS"], namespace, cleanup)
 
 
 def one_run(target: Target, args: argparse.Namespace, rate: float) -> dict[str, Any]:
@@ -502,6 +512,7 @@ def one_run(target: Target, args: argparse.Namespace, rate: float) -> dict[str, 
     before = snapshot(target.pids)
     idle_per_s = {name: (before[name] - idle0[name]) / 2.0 for name in target.pids}
     started = time.monotonic()
+    started_wall = time.time()
     command = [sys.executable, __file__, "--load", "--rate", str(rate), "--seconds", str(args.seconds),
                "--turns", str(args.turns), "--think", str(args.think), "--drain", str(args.drain),
                "--gateway-port", str(target.gateway_port), "--fake-port", str(target.fake_port)]
@@ -516,7 +527,92 @@ def one_run(target: Target, args: argparse.Namespace, rate: float) -> dict[str, 
     result["idle_cpu_ms_per_msg"] = {name: 1000 * idle_per_s[name] * elapsed / carried for name in target.pids}
     result["idle_pct"] = 100 * sum(idle_per_s[n] for n in target.pids if n in (*SERVICES, *SERVERS))
     result["cpu_ms_per_msg"]["load generator"] = 1000 * result["load_cpu_s"] / carried
+    if target.kafka:
+        result["hops"] = asyncio.run(hop_latencies(target, started_wall))
     return result
+
+
+# ================================================================ where the time goes, hop by hop
+
+HOPS = (("gateway-forwarder", "intake", "inbound"), ("router", "inbound", "routed"),
+        ("flow-engine", "routed", "outbound"), ("sender", "outbound", "sent"))
+
+
+async def hop_latencies(target: Target, since_wall: float) -> dict[str, dict[str, float]]:
+    """Each customer message's path through Kafka, from the records' own timestamps (the time each
+    producer created them): the intake record the gateway stored → the forwarder's inbound event →
+    the router's routed event → the flow engine's reply request → the sender's message.sent (after
+    Meta's answer). Joined by WhatsApp message id, then by correlation id."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from pytake_contracts import (
+        InboundMessageReceived,
+        InboundMessageRouted,
+        MessageSent,
+        OutboundMessageRequested,
+        WebhookReceived,
+        decode_event,
+    )
+    from pytake_contracts.topics import (
+        MESSAGES_DELIVERY,
+        MESSAGES_OUTBOUND,
+        MESSAGES_ROUTED,
+        WEBHOOK_INBOUND,
+        WEBHOOK_INTAKE,
+    )
+
+    specs = (WEBHOOK_INTAKE, WEBHOOK_INBOUND, MESSAGES_ROUTED, MESSAGES_OUTBOUND, MESSAGES_DELIVERY)
+    prefix = f"{target.namespace}." if target.namespace else ""
+    partitions = [TopicPartition(prefix + spec.name, p) for spec in specs for p in range(spec.partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=target.kafka, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    at: dict[str, dict[str, float]] = {"intake": {}, "inbound": {}, "routed": {}, "outbound": {}, "sent": {}}
+    chain: dict[str, str] = {}  # correlation id → WhatsApp message id
+    later: list[tuple[Any, float]] = []
+
+    def first(stage: str, key: str, ts: float) -> None:
+        at[stage][key] = min(ts, at[stage].get(key, ts))
+
+    try:
+        consumer.assign(partitions)
+        starts = await consumer.offsets_for_times({tp: int(since_wall * 1000) for tp in partitions})
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            found = starts.get(tp)
+            consumer.seek(tp, found.offset if found else ends[tp])
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for tp, records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).items():
+                for record in records:
+                    try:
+                        event = decode_event(record.value)
+                    except ValueError:
+                        continue
+                    ts = record.timestamp / 1000
+                    if isinstance(event, WebhookReceived):
+                        body = json.loads(event.payload.body)
+                        for entry in body.get("entry", []):
+                            for change in entry.get("changes", []):
+                                for message in change.get("value", {}).get("messages", []):
+                                    first("intake", message["id"], ts)
+                    elif isinstance(event, InboundMessageReceived):
+                        chain[event.correlation_id] = event.payload.message.wamid
+                        first("inbound", event.payload.message.wamid, ts)
+                    elif isinstance(event, InboundMessageRouted | OutboundMessageRequested | MessageSent):
+                        later.append((event, ts))  # joined once every inbound event is read
+    finally:
+        await consumer.stop()
+    stages = {InboundMessageRouted: "routed", OutboundMessageRequested: "outbound", MessageSent: "sent"}
+    for event, ts in later:
+        wamid = chain.get(event.correlation_id)
+        if wamid:
+            first(stages[type(event)], wamid, ts)
+    hops: dict[str, dict[str, float]] = {}
+    for name, start, end in (*HOPS, ("intake → sent", "intake", "sent")):
+        deltas = sorted(at[end][w] - at[start][w] for w in at[start] if w in at[end])
+        if deltas:
+            hops[name] = {"mean_ms": 1000 * sum(deltas) / len(deltas), "p50_ms": 1000 * percentile(deltas, 0.5),
+                          "p99_ms": 1000 * percentile(deltas, 0.99), "messages": len(deltas)}
+    return hops
 
 
 def settle(pids: dict[str, int], timeout_s: float = 15.0) -> None:
@@ -572,6 +668,12 @@ def report(result: dict[str, Any]) -> None:
     elif r["lag_p99_ms"] > 20:
         print("  note: sends were late though the load generator was mostly idle: the machine's CPUs were "
               "saturated (it shares them with the stack); latencies count from the schedule, so this is included")
+    if r.get("hops"):
+        print("  hop by hop (Kafka record timestamps: from the record a service consumed to the one it produced;"
+              " means add up)")
+        for name, hop in r["hops"].items():
+            print(f"    {name:<18} mean {hop['mean_ms']:7.1f} ms   p50 {hop['p50_ms']:7.1f} ms   "
+                  f"p99 {hop['p99_ms']:7.1f} ms   ({hop['messages']} messages)")
     print(f"  ({os.cpu_count()} CPUs)", flush=True)
 
 
