@@ -1,4 +1,5 @@
-"""The forwarder process's wiring, with FastStream's in-memory TestKafkaBroker: intake batch in, events out."""
+"""The forwarder process's wiring: intake records in (an in-memory record source), events out (a recording
+publisher; dead letters through FastStream's in-memory TestKafkaBroker)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pytake_contracts import (
 )
 from pytake_contracts.topics import DEAD_LETTERS, WEBHOOK_INBOUND, WEBHOOK_INTAKE
 from pytake_devstack import meta_samples as meta
+from pytake_devstack.fake_records import FakeRecordSource
 from pytake_gateway.adapters.memory_receipts import InMemoryReceiptStore
 from pytake_gateway.app import create_forwarder_app
 from pytake_gateway.settings import GatewaySettings
@@ -57,7 +59,9 @@ async def _metric(client: httpx.AsyncClient, line_start: str) -> float:
 async def _forwarder(publisher: Publisher):
     settings = GatewaySettings.model_validate({"PYTAKE_NAMESPACE": "unitfwd"})
     broker = make_broker(settings, "gateway-forwarder")
-    app = create_forwarder_app(settings, receipts=InMemoryReceiptStore(), broker=broker, publisher=publisher)
+    source = FakeRecordSource()
+    app = create_forwarder_app(settings, receipts=InMemoryReceiptStore(), broker=broker, publisher=publisher,
+                               source=source)
     dead_letters: list[DeadLettered] = []
 
     @broker.subscriber(settings.topic(DEAD_LETTERS))
@@ -67,7 +71,8 @@ async def _forwarder(publisher: Publisher):
         dead_letters.append(letter)
 
     async def send(*webhooks: WebhookReceived) -> None:
-        await broker.publish_batch(*(encode_event(w) for w in webhooks), topic=settings.topic(WEBHOOK_INTAKE))
+        source.put(settings.topic(WEBHOOK_INTAKE), *(encode_event(w) for w in webhooks))
+        await source.all_committed()
 
     async with TestKafkaBroker(broker):
         async with app.router.lifespan_context(app):

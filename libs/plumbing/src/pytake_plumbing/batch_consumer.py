@@ -2,9 +2,9 @@
 
 - A batch is handed to the handler in chunks (one list each, up to `write_chunk` events),
   the next chunk decoded while the previous one is written; its offsets are committed only
-  after every chunk is written (FastStream acks the batch), so nothing is lost if the process dies.
+  after every chunk is written (see kafka_loop), so nothing is lost if the process dies.
 - Dependency outages (the store is down) → wait with backoff, then the whole batch is
-  redelivered (NACK rewinds every partition of the batch): the consumer pauses, not loses.
+  redelivered (the loop rewinds every partition of the batch): the consumer pauses, not loses.
 - Undecodable records and events the handler refuses for good → dead-letter topic, once
   the rest of the batch is written; the consumer carries on.
 The handler must be idempotent: a redelivered batch is written again.
@@ -17,14 +17,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker, KafkaMessage
-from faststream.middlewares import AckPolicy
+from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from pytake_contracts import Event, UnknownEventError, decode_event
 from pytake_contracts.topics import DEAD_LETTERS, TopicSpec
 
 from .backoff import OUTAGE, Backoff
+from .kafka_loop import BatchLoop, RecordSource
 from .logs import get_logger, log_context
 from .messaging import TRANSIENT_ERRORS, EventPublisher, PermanentError, dead_letter_event, is_transient
 from .settings import CommonSettings
@@ -69,7 +69,7 @@ class BatchConsumer:
             failure = next((f for f in failures if is_outage(f)), failures[0])
             if is_outage(failure):
                 await self._pause(failure, len(records))
-            raise failure  # NACK: the batch comes again (chunks already written are skipped by key)
+            raise failure  # the batch comes again (chunks already written are skipped by key)
         self._outage_attempts = 0
         rejected += [refusal for outcome in outcomes if isinstance(outcome, list) for refusal in outcome]
         for record, error, tries in rejected:
@@ -179,36 +179,18 @@ def subscribe_batch(
     service: str,
     handler: BatchHandler,
     max_records: int = 1000,
-    batch_timeout_ms: int = 200,
     accepts: tuple[type[Event], ...] = (Event,),
     max_attempts: int = 5,
     backoff: Backoff = OUTAGE,
     write_chunk: int = 10_000,
     writes_in_flight: int = 1,
     on_handled: HandledHook | None = None,
-) -> BatchConsumer:
+    source: RecordSource | None = None,
+) -> BatchLoop:
+    """The service's consumer of `specs`, started and stopped with its app (on_started, on_stopping).
+    `broker` publishes the dead letters; `source` stands in for Kafka in unit tests."""
     consumer = BatchConsumer(EventPublisher(broker, settings), service, handler, accepts=accepts,
                              max_attempts=max_attempts, backoff=backoff, write_chunk=write_chunk,
                              writes_in_flight=writes_in_flight, on_handled=on_handled)
-
-    @broker.subscriber(
-        *[settings.topic(spec) for spec in specs],
-        group_id=settings.consumer_group(service),
-        **settings.group_membership(settings.consumer_group(service)),
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        batch=True,
-        max_records=max_records,
-        batch_timeout_ms=batch_timeout_ms,
-        title=f"{service}:batch",
-        decoder=_raw_bodies,  # the contracts decode the bytes, once
-    )
-    async def on_batch(bodies: list[bytes], message: KafkaMessage) -> None:
-        raw = message.raw_message  # aiokafka gives a batch as a tuple, FastStream's test broker as a list
-        await consumer.consume(tuple(raw) if isinstance(raw, (tuple, list)) else (raw,))
-
-    return consumer
-
-
-async def _raw_bodies(message: Any) -> list[bytes]:
-    return list(message.body)
+    return BatchLoop(settings, specs, group=service, handler=consumer.consume, max_records=max_records,
+                     source=source)

@@ -33,7 +33,7 @@ def create_app(settings: AuditSettings | None = None, auth: AuthSettings | None 
     retention = RetentionPolicy(retention_repository, settings.default_retention_days, settings.retention_refresh_s)
     sweeper = ExpirySweeper(store, settings.sweep_interval_s)
     broker = make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
-    kafka.register(broker, settings, store, retention)
+    consumer = kafka.register(broker, settings, store, retention)
 
     async def start_sweeper() -> None:
         if store.ttl_supported is False:
@@ -55,7 +55,8 @@ def create_app(settings: AuditSettings | None = None, auth: AuthSettings | None 
 
     revocations = RevocationView(auth.access_ttl_s)
     feed = RevocationFeed(settings, revocations, auth.access_ttl_s)
-    app = build_service_app(SERVICE, broker, on_startup=[store.ensure_indexes, feed.start], on_started=[start_sweeper],
+    app = build_service_app(SERVICE, broker, on_startup=[store.ensure_indexes, feed.start],
+                            on_started=[consumer.start, start_sweeper], on_stopping=[consumer.stop],
                             on_shutdown=[feed.stop, close], readiness=[kafka_ready, mongo_ready, feed.ready])
     app.include_router(http.build_router(AuditQueryService(AuditQueries(client, database)),
                                          RetentionService(retention_repository, retention), auth, revocations))

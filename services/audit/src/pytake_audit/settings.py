@@ -10,7 +10,6 @@ class AuditSettings(CommonSettings):
     # Records taken from Kafka at once (their offsets are committed together), and how long a
     # batch may wait to fill. Big batches matter when catching up: the store is kept busy.
     batch_max_records: int = Field(default=5000, ge=1, le=10_000, alias="AUDIT_BATCH_MAX_RECORDS")
-    batch_timeout_ms: int = Field(default=200, ge=1, alias="AUDIT_BATCH_TIMEOUT_MS")
     # A batch is written in chunks of this many events (one insert_many each), up to
     # `writes_in_flight` at once, so the next chunk is decoded while the store writes the last.
     write_chunk: int = Field(default=500, ge=1, le=10_000, alias="AUDIT_WRITE_CHUNK")

@@ -66,7 +66,7 @@ def create_app(settings: FlowEngineSettings | None = None, auth: AuthSettings | 
     flows = FlowService(uow, engine, utc_clock)
     broker = make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
     relay = OutboxRelay(uow, broker, utc_clock)
-    kafka.register(broker, settings, engine, relay)
+    consumer = kafka.register(broker, settings, engine, relay)
     tasks: list[asyncio.Task[None]] = []
 
     async def wake_and_publish() -> None:
@@ -90,7 +90,8 @@ def create_app(settings: FlowEngineSettings | None = None, auth: AuthSettings | 
     revocations = RevocationView(auth.access_ttl_s)
     feed = RevocationFeed(settings, revocations, auth.access_ttl_s)
     app = build_service_app(SERVICE, broker, readiness=[kafka_ready, feed.ready], on_startup=[feed.start],
-                            on_started=[start_background], on_shutdown=[feed.stop, stop])
+                            on_started=[consumer.start, start_background], on_stopping=[consumer.stop],
+                            on_shutdown=[feed.stop, stop])
     app.include_router(http.build_router(flows, engine, auth, lambda: flush(relay), revocations))
     token = settings.internal_token.get_secret_value() if settings.internal_token else None
     app.include_router(internal.internal_router(flows, token))

@@ -12,7 +12,6 @@ class FlowEngineSettings(CommonSettings):
     outbox_interval_s: float = Field(default=2.0, alias="FLOW_ENGINE_OUTBOX_INTERVAL_S")
     wake_interval_s: float = Field(default=1.0, alias="FLOW_ENGINE_WAKE_INTERVAL_S")
     batch_max_records: int = Field(default=500, ge=1, le=5000, alias="FLOW_ENGINE_BATCH_MAX_RECORDS")
-    batch_timeout_ms: int = Field(default=20, ge=1, alias="FLOW_ENGINE_BATCH_TIMEOUT_MS")
     max_flow_iterations: int = Field(default=MAX_FLOW_ITERATIONS, alias="MAX_FLOW_ITERATIONS")
     flow_execution_timeout_ms: int = Field(default=FLOW_EXECUTION_TIMEOUT_MS, alias="FLOW_EXECUTION_TIMEOUT_MS")
     session_ttl_hours: int = Field(default=CONVERSATION_SESSION_TTL_HOURS, alias="CONVERSATION_SESSION_TTL_HOURS")

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 from faststream.kafka import KafkaBroker
 
 from pytake_contracts.topics import INTAKE_RECORD_MAX_BYTES
+from pytake_plumbing.kafka_loop import RecordSource
 from pytake_plumbing.logs import configure_logging, get_logger
 from pytake_plumbing.messaging import make_broker
 from pytake_plumbing.record_producer import RecordProducer
@@ -103,7 +104,8 @@ def _secret_source(settings: GatewaySettings):  # noqa: ANN202 - (source, closer
 
 
 def create_forwarder_app(settings: GatewaySettings | None = None, *, receipts: ReceiptStore | None = None,
-                         broker: KafkaBroker | None = None, publisher: EventSink | None = None) -> FastAPI:
+                         broker: KafkaBroker | None = None, publisher: EventSink | None = None,
+                         source: RecordSource | None = None) -> FastAPI:
     """Behind the front door: stored webhooks split into events, each passed downstream once."""
     settings = settings or GatewaySettings()
     configure_logging(FORWARDER, settings.log_level)
@@ -120,13 +122,13 @@ def create_forwarder_app(settings: GatewaySettings | None = None, *, receipts: R
         on_startup.append(start_receipts)
         on_shutdown.append(stop_receipts)
     metrics = ForwarderMetrics()
-    forwarder.register(broker, settings, receipts, publisher, metrics)
+    consumer = forwarder.register(broker, settings, receipts, publisher, metrics, source)
 
     async def kafka_ready() -> bool:
         return await kafka_reachable(broker)
 
     app = build_service_app(FORWARDER, broker, readiness=[kafka_ready], on_startup=on_startup,
-                            on_shutdown=on_shutdown)
+                            on_started=[consumer.start], on_stopping=[consumer.stop], on_shutdown=on_shutdown)
     app.include_router(metrics_router(metrics))
     app.state.broker = broker
     app.state.metrics = metrics

@@ -32,7 +32,6 @@ class GatewaySettings(CommonSettings):
     # The forwarder (`pytake-gateway forward`): intake topic -> dedup -> inbound topic.
     forwarder_http_port: int = Field(default=8085, alias="GATEWAY_FORWARDER_HTTP_PORT")
     forward_batch_max_records: int = Field(default=1000, alias="GATEWAY_FORWARD_BATCH_MAX_RECORDS")
-    forward_batch_timeout_ms: int = Field(default=100, alias="GATEWAY_FORWARD_BATCH_TIMEOUT_MS")
     forward_linger_ms: int = Field(default=5, alias="GATEWAY_FORWARD_LINGER_MS")
     # postgres: shared by every replica (normal operation). memory: one process only (tests, benchmarks).
     dedup_store: Literal["postgres", "memory"] = Field(default="postgres", alias="GATEWAY_DEDUP_STORE")

@@ -58,7 +58,7 @@ def create_app(settings: RouterSettings | None = None, auth: AuthSettings | None
     cache = RouteCache(lookup, settings.route_cache_ttl_s)
     broker = make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
     producer = RecordProducer(settings, f"pytake-{SERVICE}-routing")
-    kafka.register(broker, settings, cache, producer, max_records=settings.route_batch_max_records)
+    consumer = kafka.register(broker, settings, cache, producer, max_records=settings.route_batch_max_records)
     relay = OutboxRelay(sessions, EventPublisher(broker, settings), poll_interval_s=settings.outbox_poll_interval_s)
 
     def uow() -> SqlUnitOfWork:
@@ -78,8 +78,9 @@ def create_app(settings: RouterSettings | None = None, auth: AuthSettings | None
     revocations = RevocationView(auth.access_ttl_s)
     feed = RevocationFeed(settings, revocations, auth.access_ttl_s)
     app = build_service_app(SERVICE, broker, readiness=[kafka_ready, feed.ready],
-                            on_startup=[producer.start, feed.start], on_started=[relay.start],
-                            on_shutdown=[relay.stop, feed.stop, producer.stop, close_db, close_flow_directory],
+                            on_startup=[producer.start, feed.start],
+                            on_started=[consumer.start, relay.start],
+                            on_stopping=[consumer.stop], on_shutdown=[relay.stop, feed.stop, producer.stop, close_db, close_flow_directory],
                             title="PyTake router: tenants and routing")
     management = Management(uow, box, passwords, flow_directory or http_flows)
     accounts = Accounts(uow, passwords, auth, throttle=LoginThrottle(uow, settings.login_throttle_policy()))

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker, KafkaMessage
-from faststream.middlewares import AckPolicy
+from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from pytake_contracts import (
@@ -28,6 +26,7 @@ from pytake_contracts import (
 )
 from pytake_contracts.topics import DEAD_LETTERS, MESSAGES_DELIVERY, MESSAGES_ROUTED
 from pytake_plumbing.backoff import OUTAGE
+from pytake_plumbing.kafka_loop import BatchLoop
 from pytake_plumbing.logs import get_logger, log_context
 from pytake_plumbing.messaging import (
     TRANSIENT_ERRORS,
@@ -47,10 +46,6 @@ MAX_ATTEMPTS = 5
 log = get_logger(__name__)
 
 
-async def _raw_bodies(message: Any) -> Any:
-    return message.body
-
-
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_ERRORS) or is_transient(exc)
 
@@ -64,7 +59,8 @@ async def flush(relay: OutboxRelay) -> None:
 
 
 def register(broker: KafkaBroker, settings: FlowEngineSettings, engine: ConversationEngine,
-             relay: OutboxRelay) -> None:
+             relay: OutboxRelay) -> BatchLoop:
+    """Returns the consumer of routed messages, for the app to start and stop."""
     publisher = EventPublisher(broker, settings)
     crash_text = settings.crash_after_commit_text
 
@@ -108,25 +104,12 @@ def register(broker: KafkaBroker, settings: FlowEngineSettings, engine: Conversa
 
     outages = 0
 
-    @broker.subscriber(
-        settings.topic(MESSAGES_ROUTED),
-        group_id=settings.consumer_group(SERVICE),
-        **settings.group_membership(settings.consumer_group(SERVICE)),
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        batch=True,
-        max_records=settings.batch_max_records,
-        batch_timeout_ms=settings.batch_timeout_ms,
-        title=f"{SERVICE}:{MESSAGES_ROUTED.name}",
-        decoder=_raw_bodies,
-    )
-    async def on_batch(bodies: list[bytes], message: KafkaMessage) -> None:
+    async def on_batch(records: Sequence[ConsumerRecord]) -> None:
         nonlocal outages
-        records: tuple[ConsumerRecord, ...] = message.raw_message  # type: ignore[assignment]
         items: list[tuple[ConsumerRecord, InboundMessageRouted]] = []
-        for record, body in zip(records, bodies, strict=True):
+        for record in records:
             try:
-                event = decode_event(body)
+                event = decode_event(record.value or b"")
             except (ValidationError, UnknownEventError, ValueError) as exc:
                 await dead_letter(record, f"undecodable: {exc}", 1, None)
                 continue
@@ -147,7 +130,7 @@ def register(broker: KafkaBroker, settings: FlowEngineSettings, engine: Conversa
                 outages += 1
                 log.warning("batch_failed_will_retry", error=repr(exc)[:500], attempt=outages)
                 await asyncio.sleep(OUTAGE.delay(outages))
-                raise  # NACK: the batch is redelivered, partition order kept
+                raise  # the loop delivers the batch again, partition order kept
             log.warning("batch_failed_retrying_one_by_one", error=repr(exc)[:500], records=len(items))
             await one_by_one(items)
         await flush(relay)
@@ -160,3 +143,5 @@ def register(broker: KafkaBroker, settings: FlowEngineSettings, engine: Conversa
     # A consumer group of its own, so the two subscriptions never rebalance each other.
     subscribe(broker, settings, [MESSAGES_DELIVERY], service=f"{SERVICE}.delivery", handler=on_delivery,
               accepts=(MessageFailed,))
+    return BatchLoop(settings, [MESSAGES_ROUTED], group=SERVICE, handler=on_batch,
+                     max_records=settings.batch_max_records)

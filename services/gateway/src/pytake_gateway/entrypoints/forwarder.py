@@ -8,7 +8,8 @@ from faststream.kafka import KafkaBroker
 
 from pytake_contracts import Event, WebhookReceived
 from pytake_contracts.topics import WEBHOOK_INTAKE
-from pytake_plumbing.batch_consumer import BatchConsumer, subscribe_batch
+from pytake_plumbing.batch_consumer import subscribe_batch
+from pytake_plumbing.kafka_loop import BatchLoop, RecordSource
 from pytake_plumbing.logs import get_logger
 
 from ..adapters.metrics import ForwarderMetrics
@@ -20,7 +21,7 @@ log = get_logger(__name__)
 
 
 def register(broker: KafkaBroker, settings: GatewaySettings, receipts: ReceiptStore, sink: EventSink,
-             metrics: ForwarderMetrics) -> BatchConsumer:
+             metrics: ForwarderMetrics, source: RecordSource | None = None) -> BatchLoop:
     async def handle(events: Sequence[Event]) -> None:
         received = [event for event in events if isinstance(event, WebhookReceived)]
         outcome = await forward_webhooks(received, receipts, sink)
@@ -36,4 +37,4 @@ def register(broker: KafkaBroker, settings: GatewaySettings, receipts: ReceiptSt
     # A poison webhook fails its batch, then is retried alone and dead-lettered (see BatchConsumer).
     return subscribe_batch(broker, settings, [WEBHOOK_INTAKE], service="gateway-forwarder", handler=handle,
                            accepts=(WebhookReceived,), max_records=settings.forward_batch_max_records,
-                           batch_timeout_ms=settings.forward_batch_timeout_ms)
+                           source=source)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from faststream.kafka import KafkaBroker, KafkaMessage
-from faststream.middlewares import AckPolicy
+from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from pytake_contracts import (
@@ -19,6 +18,7 @@ from pytake_contracts import (
 )
 from pytake_contracts.topics import DEAD_LETTERS, REGISTRY_CHANGES, WEBHOOK_INBOUND
 from pytake_plumbing.backoff import OUTAGE, Backoff
+from pytake_plumbing.kafka_loop import BatchLoop
 from pytake_plumbing.logs import get_logger
 from pytake_plumbing.messaging import TRANSIENT_ERRORS, dead_letter_event, is_transient, subscribe
 from pytake_plumbing.settings import CommonSettings
@@ -31,28 +31,10 @@ log = get_logger(__name__)
 
 
 def register(broker: KafkaBroker, settings: CommonSettings, cache: RouteCache, publisher: BatchPublisher, *,
-             max_records: int = 500, max_attempts: int = 5, backoff: Backoff = OUTAGE) -> None:
-    """`publisher` sends the routed records (a lean producer: see pytake_plumbing.record_producer)."""
+             max_records: int = 500, max_attempts: int = 5, backoff: Backoff = OUTAGE) -> BatchLoop:
+    """`publisher` sends the routed records (a lean producer: see pytake_plumbing.record_producer).
+    Returns the consumer of the inbound topic, for the app to start and stop."""
     router = BatchRouter(cache, publisher, max_attempts=max_attempts, backoff=backoff)
-
-    @broker.subscriber(
-        settings.topic(WEBHOOK_INBOUND),
-        group_id=settings.consumer_group(SERVICE),
-        **settings.group_membership(settings.consumer_group(SERVICE)),
-        auto_offset_reset="earliest",
-        batch=True,
-        max_records=max_records,
-        batch_timeout_ms=50,
-        # Under load, let the broker gather up to 256 KiB per fetch (waiting at most 25 ms when idle):
-        # each batch costs two round trips (publish acks, offset commit), so bigger batches route faster.
-        fetch_min_bytes=256 * 1024,
-        fetch_max_wait_ms=25,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        title=f"{SERVICE}:{WEBHOOK_INBOUND.name}",
-        decoder=_no_body,  # the contracts decode each record's bytes, once
-    )
-    async def on_batch(message: KafkaMessage) -> None:
-        await router.handle(message.raw_message)
 
     async def invalidate(event: Event) -> None:
         assert isinstance(event, RegistryChanged)
@@ -61,10 +43,9 @@ def register(broker: KafkaBroker, settings: CommonSettings, cache: RouteCache, p
     # Every replica hears every change (a consumer group of its own).
     subscribe(broker, settings, [REGISTRY_CHANGES], service=SERVICE, handler=invalidate,
               accepts=(RegistryChanged,), broadcast=True)
-
-
-async def _no_body(_: Any) -> None:
-    return None
+    # A backlog comes in batches of up to `max_records`: each batch costs two round trips (the
+    # publish acks, the offset commit), whatever its size.
+    return BatchLoop(settings, [WEBHOOK_INBOUND], group=SERVICE, handler=router.handle, max_records=max_records)
 
 
 class BatchRouter:
@@ -122,7 +103,7 @@ class BatchRouter:
             log.warning("handler_failed_will_retry", error=repr(exc)[:500], attempt=tries, transient=transient,
                         **_event_fields(event))
             await asyncio.sleep(self._backoff.delay(tries))
-            raise  # NACK: the batch is redelivered from its first record
+            raise  # the loop delivers the batch again from its first record
 
     @staticmethod
     def _dead_letter(record: Any, error: str, tries: int) -> Outgoing:
