@@ -24,14 +24,13 @@ from pathlib import Path
 from uuid import uuid4
 
 import httpx
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from pytake_audit.samples import conversation, inbound, outbound, sent, status
 from pytake_audit.settings import AuditSettings
 from pytake_contracts import Event, encode_event
 from pytake_contracts.events import ConversationAdvanced, ConversationStarted
 from pytake_contracts.topics import CATALOG, TopicSpec
+from pytake_devstack.kafka_io import Admin, Outgoing, Writer
 from pytake_devstack.stack import free_port
 from pytake_plumbing.messaging import delete_namespace_topics, ensure_topics
 from pytake_plumbing.mongo import make_mongo_client
@@ -65,22 +64,11 @@ def customer_turns(turns: int) -> list[tuple[Event, str]]:
 
 
 async def produce(settings: CommonSettings, items: list[tuple[Event, str]]) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
-                                linger_ms=20, max_batch_size=256 * 1024)
-    await producer.start()
-    began = time.perf_counter()
-    try:
-        pending = []
-        for event, key in items:
-            pending.append(await producer.send(settings.topic(TOPIC_OF[type(event)]), encode_event(event),
-                                               key=key.encode(), headers=[("correlation_id",
-                                                                           event.correlation_id.encode())]))
-            if len(pending) >= 5000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+    async with Writer(settings.kafka_bootstrap_servers, {"linger.ms": 20}) as producer:
+        began = time.perf_counter()
+        await producer.send_all(
+            Outgoing(settings.topic(TOPIC_OF[type(event)]), encode_event(event), key.encode(),
+                     [("correlation_id", event.correlation_id.encode())]) for event, key in items)
     return time.perf_counter() - began
 
 
@@ -94,9 +82,8 @@ def start_audit(namespace: str, batch: int, log_path: Path) -> tuple[subprocess.
     return process, f"http://127.0.0.1:{port}"
 
 
-async def committed(admin: AIOKafkaAdminClient, group: str) -> int:
-    offsets = await admin.list_consumer_group_offsets(group)
-    return sum(max(0, meta.offset) for meta in offsets.values())
+async def committed(admin: Admin, group: str) -> int:
+    return sum((await admin.committed(group)).values())
 
 
 async def measure(settings: CommonSettings, expected: int, process: subprocess.Popen[bytes],
@@ -104,26 +91,22 @@ async def measure(settings: CommonSettings, expected: int, process: subprocess.P
     """Progress is read from the audit's committed offsets: it commits a batch only once the batch
     is in MongoDB. (Counting documents instead would make FerretDB scan the whole collection
     every poll, taking CPU from the process being measured.)"""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="pytake-bench")
-    await admin.start()
-    try:
-        group = settings.consumer_group("audit")
-        first_seen, count_then, server_cpu = None, 0, 0.0
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"audit exited with {process.returncode}")
-            count = await committed(admin, group)
-            now = time.perf_counter()
-            if first_seen is None and count > 0:
-                first_seen, count_then = now, count
-                server_cpu = tree_cpu_seconds(server_pids)
-            if count >= expected:
-                assert first_seen is not None
-                server_cpu = tree_cpu_seconds(server_pids) - server_cpu
-                return now - first_seen, expected - count_then, server_cpu
-            await asyncio.sleep(0.05)
-    finally:
-        await admin.close()
+    admin = Admin(settings.kafka_bootstrap_servers)
+    group = settings.consumer_group("audit")
+    first_seen, count_then, server_cpu = None, 0, 0.0
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"audit exited with {process.returncode}")
+        count = await committed(admin, group)
+        now = time.perf_counter()
+        if first_seen is None and count > 0:
+            first_seen, count_then = now, count
+            server_cpu = tree_cpu_seconds(server_pids)
+        if count >= expected:
+            assert first_seen is not None
+            server_cpu = tree_cpu_seconds(server_pids) - server_cpu
+            return now - first_seen, expected - count_then, server_cpu
+        await asyncio.sleep(0.05)
 
 
 async def verify(settings: CommonSettings, items: list[tuple[Event, str]]) -> None:

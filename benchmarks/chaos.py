@@ -231,27 +231,14 @@ class Progress:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
         self.admin: Any = None
-        self.reader: Any = None
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer
-        from aiokafka.admin import AIOKafkaAdminClient
+        from pytake_devstack.kafka_io import Admin
 
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                                         request_timeout_ms=3000)
-        await self.admin.start()
-        self.reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None,
-                                       request_timeout_ms=3000)
-        await self.reader.start()
+        self.admin = Admin(self.settings.kafka_bootstrap_servers, timeout_s=3.0)
 
     async def stop(self) -> None:
-        for client in (self.admin, self.reader):
-            if client is not None:
-                try:
-                    await client.close() if client is self.admin else await client.stop()
-                except Exception:  # noqa: BLE001 - closing after Kafka faults
-                    pass
-        self.admin = self.reader = None
+        self.admin = None  # librdkafka's admin client holds nothing to close
 
     async def restart(self) -> None:
         await self.stop()
@@ -260,19 +247,18 @@ class Progress:
     async def committed(self, group: str) -> dict[Any, int]:
         """Every partition of the group's topics: its committed offset, 0 before its first commit (the
         namespace's topics are new, and the group starts from the earliest record)."""
-        from aiokafka import TopicPartition
+        from pytake_devstack.kafka_io import Partition
 
-        offsets = await self.admin.list_consumer_group_offsets(self.settings.consumer_group(group))
-        found = {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+        found = await self.admin.committed(self.settings.consumer_group(group))
         committed = {}
         for spec in group_topics(group):
             topic = self.settings.topic(spec)
             for partition in range(spec.partitions):
-                committed[TopicPartition(topic, partition)] = found.get((topic, partition), 0)
+                committed[Partition(topic, partition)] = found.get(Partition(topic, partition), 0)
         return committed
 
     async def ends(self, partitions: list[Any]) -> dict[Any, int]:
-        return await self.reader.end_offsets(partitions) if partitions else {}
+        return await self.admin.end_offsets(partitions)
 
 
 # ================================================================ the run
@@ -482,18 +468,13 @@ class Chaos:
         return FaultResult(f"Graph API {label} for {for_s:g} s", recovery, "first reply after")
 
     async def poison(self) -> FaultResult:
-        from aiokafka import AIOKafkaProducer
-
         from pytake_contracts.topics import CATALOG
+        from pytake_devstack.kafka_io import Writer
 
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
-        await producer.start()
-        try:
+        async with Writer(self.settings.kafka_bootstrap_servers) as producer:
             self.poisoned = [self.settings.topic(spec) for spec in CATALOG if spec.consumers]
             for topic in self.poisoned:
-                await producer.send_and_wait(topic, POISON, key=b"chaos")
-        finally:
-            await producer.stop()
+                await producer.send(topic, POISON, key=b"chaos")
         return FaultResult(f"an undecodable record on each of {len(self.poisoned)} consumed topics", None,
                            "see dead letters")
 
@@ -536,39 +517,25 @@ class Chaos:
             await client.close()
 
     async def dead_letters(self) -> list[dict[str, Any]]:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
         from pytake_contracts import DeadLettered, decode_event
         from pytake_contracts.topics import DEAD_LETTERS
+        from pytake_devstack.kafka_io import read_topics
 
-        topic = self.settings.topic(DEAD_LETTERS)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False)
-        await consumer.start()
-        try:
-            partitions = [TopicPartition(topic, p) for p in range(DEAD_LETTERS.partitions)]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            letters: list[dict[str, Any]] = []
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                for records in (await consumer.getmany(timeout_ms=1000)).values():
-                    for record in records:
-                        if record.value == POISON:
-                            continue  # the poison put on this topic itself, not a letter
-                        try:
-                            event = decode_event(record.value or b"")
-                        except ValueError:
-                            letters.append({"origin_topic": "?", "consumer": "?", "error": "undecodable letter",
-                                            "poison": False})
-                            continue
-                        if isinstance(event, DeadLettered):
-                            p = event.payload
-                            letters.append({"origin_topic": p.origin_topic, "consumer": p.consumer,
-                                            "error": p.error, "poison": p.original == POISON.decode(errors="replace")})
-            return letters
-        finally:
-            await consumer.stop()
+        letters: list[dict[str, Any]] = []
+        for record in await read_topics(self.settings.kafka_bootstrap_servers, [self.settings.topic(DEAD_LETTERS)]):
+            if record.value == POISON:
+                continue  # the poison put on this topic itself, not a letter
+            try:
+                event = decode_event(record.value or b"")
+            except ValueError:
+                letters.append({"origin_topic": "?", "consumer": "?", "error": "undecodable letter",
+                                "poison": False})
+                continue
+            if isinstance(event, DeadLettered):
+                p = event.payload
+                letters.append({"origin_topic": p.origin_topic, "consumer": p.consumer,
+                                "error": p.error, "poison": p.original == POISON.decode(errors="replace")})
+        return letters
 
     # ---------------------------------------------------------- main
 

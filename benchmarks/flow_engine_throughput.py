@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from uuid import UUID, uuid4
 
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from pytake_contracts import ContactRef, InboundMessage, InboundMessageRouted, RoutedInboundPayload, Route
 from pytake_contracts.topics import MESSAGES_ROUTED
+from pytake_devstack.kafka_io import Outgoing, Writer
 from pytake_devstack.paths import STATE_DIR
 from pytake_devstack.servers import ensure_servers
 from pytake_devstack.stack import Stack, free_ports
@@ -63,13 +63,10 @@ async def measure(settings: CommonSettings, flow_id: UUID, contacts: int) -> Non
     total = len(records)
     schema = settings.db_schema("flow-engine")
     db = create_async_engine(settings.database_url)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=5,
-                                max_batch_size=256 * 1024)
-    await producer.start()
+    producer = Writer(settings.kafka_bootstrap_servers, {"linger.ms": 5})
     try:
         started = time.perf_counter()
-        pending = [await producer.send(settings.topic(MESSAGES_ROUTED), value, key=key) for key, value in records]
-        await asyncio.gather(*pending)
+        await producer.send_all(Outgoing(settings.topic(MESSAGES_ROUTED), value, key) for key, value in records)
         produced = time.perf_counter() - started
         while (done := await count(db, schema, 'SELECT count(*) FROM "{schema}".inbound_receipts')) < total:
             await asyncio.sleep(0.1)
@@ -80,7 +77,7 @@ async def measure(settings: CommonSettings, flow_id: UUID, contacts: int) -> Non
         outbox = await count(db, schema, 'SELECT count(*) FROM "{schema}".outbox')
         ended = await count(db, schema, "SELECT count(*) FROM \"{schema}\".conversations WHERE status = 'ended'")
     finally:
-        await producer.stop()
+        await producer.close()
         await db.dispose()
     assert done == total and ended == contacts, (done, ended)
     print(f"inbound messages:          {total} ({contacts} conversations, 5-node flow)")

@@ -304,38 +304,29 @@ def orchestrate(args: argparse.Namespace) -> None:
 async def forwarder_caught_up(settings, timeout_s: float = 180.0) -> tuple[float, int, int, int]:  # noqa: ANN001
     """Waits until the forwarder has committed the whole intake topic; returns the time that took,
     how many records it was behind then, the records in the intake topic and the events in the inbound topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
     from pytake_contracts.topics import WEBHOOK_INBOUND, WEBHOOK_INTAKE
+    from pytake_devstack.kafka_io import Admin, Partition
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, client_id="pytake-bench")
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
-        async def end_total(spec) -> int:  # noqa: ANN001
-            name = settings.topic(spec)
-            partitions = [TopicPartition(name, p) for p in range(spec.partitions)]
-            return sum((await consumer.end_offsets(partitions)).values())
+    admin = Admin(settings.kafka_bootstrap_servers)
 
-        stored = await end_total(WEBHOOK_INTAKE)
-        started = time.perf_counter()
-        group = settings.consumer_group("gateway-forwarder")
-        behind = None
-        while True:
-            offsets = await admin.list_consumer_group_offsets(group)
-            done = sum(max(0, meta.offset) for meta in offsets.values())
-            behind = stored - done if behind is None else behind
-            if done >= stored:
-                break
-            if time.perf_counter() - started > timeout_s:
-                raise SystemExit(f"the forwarder did not catch up within {timeout_s:.0f}s")
-            await asyncio.sleep(0.1)
-        return time.perf_counter() - started, behind, stored, await end_total(WEBHOOK_INBOUND)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    async def end_total(spec) -> int:  # noqa: ANN001
+        name = settings.topic(spec)
+        partitions = [Partition(name, p) for p in range(spec.partitions)]
+        return sum((await admin.end_offsets(partitions)).values())
+
+    stored = await end_total(WEBHOOK_INTAKE)
+    started = time.perf_counter()
+    group = settings.consumer_group("gateway-forwarder")
+    behind = None
+    while True:
+        done = sum((await admin.committed(group)).values())
+        behind = stored - done if behind is None else behind
+        if done >= stored:
+            break
+        if time.perf_counter() - started > timeout_s:
+            raise SystemExit(f"the forwarder did not catch up within {timeout_s:.0f}s")
+        await asyncio.sleep(0.1)
+    return time.perf_counter() - started, behind, stored, await end_total(WEBHOOK_INBOUND)
 
 
 async def _drop_schema(settings) -> None:  # noqa: ANN001

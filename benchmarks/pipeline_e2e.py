@@ -543,8 +543,6 @@ async def hop_latencies(target: Target, since_wall: float) -> dict[str, dict[str
     producer created them): the intake record the gateway stored → the forwarder's inbound event →
     the router's routed event → the flow engine's reply request → the sender's message.sent (after
     Meta's answer). Joined by WhatsApp message id, then by correlation id."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     from pytake_contracts import (
         InboundMessageReceived,
         InboundMessageRouted,
@@ -560,12 +558,10 @@ async def hop_latencies(target: Target, since_wall: float) -> dict[str, dict[str
         WEBHOOK_INBOUND,
         WEBHOOK_INTAKE,
     )
+    from pytake_devstack.kafka_io import read_topics
 
     specs = (WEBHOOK_INTAKE, WEBHOOK_INBOUND, MESSAGES_ROUTED, MESSAGES_OUTBOUND, MESSAGES_DELIVERY)
     prefix = f"{target.namespace}." if target.namespace else ""
-    partitions = [TopicPartition(prefix + spec.name, p) for spec in specs for p in range(spec.partitions)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=target.kafka, group_id=None, enable_auto_commit=False)
-    await consumer.start()
     at: dict[str, dict[str, float]] = {"intake": {}, "inbound": {}, "routed": {}, "outbound": {}, "sent": {}}
     chain: dict[str, str] = {}  # correlation id → WhatsApp message id
     later: list[tuple[Any, float]] = []
@@ -573,34 +569,26 @@ async def hop_latencies(target: Target, since_wall: float) -> dict[str, dict[str
     def first(stage: str, key: str, ts: float) -> None:
         at[stage][key] = min(ts, at[stage].get(key, ts))
 
-    try:
-        consumer.assign(partitions)
-        starts = await consumer.offsets_for_times({tp: int(since_wall * 1000) for tp in partitions})
-        ends = await consumer.end_offsets(partitions)
-        for tp in partitions:
-            found = starts.get(tp)
-            consumer.seek(tp, found.offset if found else ends[tp])
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            for tp, records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).items():
-                for record in records:
-                    try:
-                        event = decode_event(record.value)
-                    except ValueError:
-                        continue
-                    ts = record.timestamp / 1000
-                    if isinstance(event, WebhookReceived):
-                        body = json.loads(event.payload.body)
-                        for entry in body.get("entry", []):
-                            for change in entry.get("changes", []):
-                                for message in change.get("value", {}).get("messages", []):
-                                    first("intake", message["id"], ts)
-                    elif isinstance(event, InboundMessageReceived):
-                        chain[event.correlation_id] = event.payload.message.wamid
-                        first("inbound", event.payload.message.wamid, ts)
-                    elif isinstance(event, InboundMessageRouted | OutboundMessageRequested | MessageSent):
-                        later.append((event, ts))  # joined once every inbound event is read
-    finally:
-        await consumer.stop()
+    # The run's records: each partition's from its first at or after the run's start.
+    records = await read_topics(target.kafka, [prefix + spec.name for spec in specs], start=int(since_wall * 1000),
+                                timeout_s=300)
+    for record in records:
+        try:
+            event = decode_event(record.value)
+        except ValueError:
+            continue
+        ts = record.timestamp / 1000
+        if isinstance(event, WebhookReceived):
+            body = json.loads(event.payload.body)
+            for entry in body.get("entry", []):
+                for change in entry.get("changes", []):
+                    for message in change.get("value", {}).get("messages", []):
+                        first("intake", message["id"], ts)
+        elif isinstance(event, InboundMessageReceived):
+            chain[event.correlation_id] = event.payload.message.wamid
+            first("inbound", event.payload.message.wamid, ts)
+        elif isinstance(event, InboundMessageRouted | OutboundMessageRequested | MessageSent):
+            later.append((event, ts))  # joined once every inbound event is read
     stages = {InboundMessageRouted: "routed", OutboundMessageRequested: "outbound", MessageSent: "sent"}
     for event, ts in later:
         wamid = chain.get(event.correlation_id)

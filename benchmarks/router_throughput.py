@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 from uuid import uuid4
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from pytake_contracts import InboundMessageReceived, encode_event
 from pytake_contracts.topics import MESSAGES_ROUTED, MESSAGES_UNROUTABLE, WEBHOOK_INBOUND
+from pytake_devstack.kafka_io import Outgoing, TopicReader, Writer
 from pytake_devstack.servers import ensure_servers
 from pytake_devstack.stack import free_port
 from pytake_plumbing.database import make_engine, make_session_factory, run_migrations
@@ -61,25 +61,17 @@ async def seed(settings: RouterSettings, numbers: int) -> None:
 
 
 async def produce(settings: RouterSettings, count: int, numbers: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
-                                linger_ms=20, max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        topic = settings.topic(WEBHOOK_INBOUND)
-        pending = []
-        for i in range(count):
-            number = phone(i % numbers)
-            event = InboundMessageReceived(correlation_id=uuid4().hex, producer="bench", payload={
-                "phone_number_id": number, "contact": {"wa_id": f"1555{i % 5000:07d}"},
-                "message": {"wamid": f"wamid.bench.{i}", "type": "text", "timestamp": 1764000000,
-                            "text": "I'd like to order two croissants for tomorrow morning, please."}})
-            pending.append(await producer.send(topic, encode_event(event), key=f"{number}:{i % 5000}".encode()))
-            if len(pending) >= 5000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+    topic = settings.topic(WEBHOOK_INBOUND)
+    records = []
+    for i in range(count):
+        number = phone(i % numbers)
+        event = InboundMessageReceived(correlation_id=uuid4().hex, producer="bench", payload={
+            "phone_number_id": number, "contact": {"wa_id": f"1555{i % 5000:07d}"},
+            "message": {"wamid": f"wamid.bench.{i}", "type": "text", "timestamp": 1764000000,
+                        "text": "I'd like to order two croissants for tomorrow morning, please."}})
+        records.append(Outgoing(topic, encode_event(event), f"{number}:{i % 5000}".encode()))
+    async with Writer(settings.kafka_bootstrap_servers, {"linger.ms": 20}) as producer:
+        await producer.send_all(records)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -90,9 +82,8 @@ def cpu_seconds(pid: int) -> float:
 
 async def collect(settings: RouterSettings, count: int, warmup: int, timeout_s: float,
                   router: subprocess.Popen[bytes]) -> tuple[list[int], float]:
-    consumer = AIOKafkaConsumer(settings.topic(MESSAGES_ROUTED), settings.topic(MESSAGES_UNROUTABLE),
-                                bootstrap_servers=settings.kafka_bootstrap_servers,
-                                group_id=f"bench-reader-{uuid4().hex[:8]}", auto_offset_reset="earliest")
+    consumer = TopicReader(settings.kafka_bootstrap_servers,
+                           [settings.topic(MESSAGES_ROUTED), settings.topic(MESSAGES_UNROUTABLE)], start="beginning")
     await consumer.start()
     stamps: list[int] = []
     unroutable = 0
@@ -102,13 +93,11 @@ async def collect(settings: RouterSettings, count: int, warmup: int, timeout_s: 
         while len(stamps) + unroutable < count and time.monotonic() < deadline:
             if router.poll() is not None:
                 raise SystemExit(f"the router exited with {router.returncode}")
-            batches = await consumer.getmany(timeout_ms=1000, max_records=10000)
-            for records in batches.values():
-                for record in records:
-                    if record.topic.endswith(MESSAGES_ROUTED.name):
-                        stamps.append(record.timestamp)
-                    else:
-                        unroutable += 1
+            for record in await consumer.poll(timeout_s=1.0, max_records=10000):
+                if record.topic.endswith(MESSAGES_ROUTED.name):
+                    stamps.append(record.timestamp)
+                else:
+                    unroutable += 1
             if cpu_at_warmup is None and len(stamps) >= warmup:
                 cpu_at_warmup = cpu_seconds(router.pid)
         cpu_used = cpu_seconds(router.pid) - (cpu_at_warmup or 0.0)

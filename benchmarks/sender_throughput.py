@@ -24,12 +24,12 @@ import uuid
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaProducer
 from cryptography.fernet import Fernet
 
 from pytake_contracts import OutboundMessageRequested, encode_event
 from pytake_contracts.topics import MESSAGES_OUTBOUND
 from pytake_devstack.demo_tenant import DEMO_FLOW, DEMO_TENANT
+from pytake_devstack.kafka_io import Outgoing, Writer
 from pytake_devstack.paths import STATE_DIR
 from pytake_devstack.servers import ensure_servers
 from pytake_devstack.stack import Stack, Tenant, free_ports
@@ -49,22 +49,17 @@ def tenant(index: int) -> Tenant:
 
 
 async def publish_backlog(settings: CommonSettings, tenants: list[Tenant], messages: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=20,
-                                max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        pending = []
-        for i in range(messages):
-            owner = tenants[i % len(tenants)]
-            event = OutboundMessageRequested(
-                correlation_id=str(uuid.uuid4()), producer="benchmark", organization_id=uuid.UUID(owner.organization_id),
-                payload={"phone_number_id": owner.phone_number_id, "to": {"wa_id": f"1555{i % 5000:07d}"},
-                         "message": {"type": "text", "body": f"Your order #{i} is ready for pickup."}})
-            pending.append(await producer.send(settings.topic(MESSAGES_OUTBOUND), encode_event(event),
-                                               key=f"{event.organization_id}:{event.payload.to.key}".encode()))
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+    records = []
+    for i in range(messages):
+        owner = tenants[i % len(tenants)]
+        event = OutboundMessageRequested(
+            correlation_id=str(uuid.uuid4()), producer="benchmark", organization_id=uuid.UUID(owner.organization_id),
+            payload={"phone_number_id": owner.phone_number_id, "to": {"wa_id": f"1555{i % 5000:07d}"},
+                     "message": {"type": "text", "body": f"Your order #{i} is ready for pickup."}})
+        records.append(Outgoing(settings.topic(MESSAGES_OUTBOUND), encode_event(event),
+                                f"{event.organization_id}:{event.payload.to.key}".encode()))
+    async with Writer(settings.kafka_bootstrap_servers, {"linger.ms": 20}) as producer:
+        await producer.send_all(records)
 
 
 def accepted_calls(graph_url: str) -> tuple[list[float], int]:

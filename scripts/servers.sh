@@ -32,7 +32,7 @@ KAFKA_CONTROLLER_PORT=${PYTAKE_KAFKA_CONTROLLER_PORT:-19093}
 POSTGRES_PORT=${PYTAKE_POSTGRES_PORT:-15432}
 MONGO_PORT=${PYTAKE_MONGO_PORT:-27117}
 
-# Kafka 4.1.x: KRaft only, Java 17+; aiokafka 0.14 was checked against it.
+# Kafka 4.1.x: KRaft only, Java 17+; librdkafka (confluent-kafka) was checked against it.
 KAFKA_VERSION=${PYTAKE_KAFKA_VERSION:-4.1.2}
 # Kafka 4.x logs via SLF4J 1.7; its distribution ships Log4j 2.24.x as binding.
 LOG4J_VERSION=2.24.3

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pytake_contracts import Event, OutboundMessageRequested, decode_event, encode_event
 from pytake_contracts.topics import MESSAGES_OUTBOUND, TopicSpec
 from pytake_devstack.demo_tenant import DEMO_FLOW, DEMO_TENANT
+from pytake_devstack.kafka_io import Outgoing, Writer, read_topics
 from pytake_devstack.paths import STATE_DIR
 from pytake_devstack.pytest_plugin import pipeline_env
 from pytake_devstack.stack import Stack, Tenant, free_port, free_ports
@@ -137,46 +137,23 @@ class SenderStack:
             organization_id=uuid.UUID(tenant.organization_id),
             payload={"phone_number_id": tenant.phone_number_id, "to": {"wa_id": contact},
                      "message": message or {"type": "text", "body": f"hello {contact}"}}) for contact in contacts]
-        producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all")
-        await producer.start()
-        try:
-            sends = [await producer.send(self.settings.topic(MESSAGES_OUTBOUND), encode_event(event),
-                                         key=f"{event.organization_id}:{event.payload.to.key}".encode())
-                     for event in events]
-            await asyncio.gather(*sends)
-        finally:
-            await producer.stop()
+        async with Writer(self.settings.kafka_bootstrap_servers) as producer:
+            await producer.send_all(Outgoing(self.settings.topic(MESSAGES_OUTBOUND), encode_event(event),
+                                             f"{event.organization_id}:{event.payload.to.key}".encode())
+                                    for event in events)
         return events
 
     async def events(self, spec: TopicSpec, organization_id: str) -> list[Event]:
         """Every event of this organization on a topic so far."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            topic = self.settings.topic(spec)
-            partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or
-                                                              await _partitions(consumer, topic))]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            found: list[Event] = []
-            while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
-                for records in (await consumer.getmany(timeout_ms=1000)).values():
-                    for record in records:
-                        try:
-                            event = decode_event(record.value)
-                        except ValueError:
-                            continue
-                        if str(event.organization_id) == organization_id:
-                            found.append(event)
-            return found
-        finally:
-            await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata of a topic not subscribed
-    return consumer.partitions_for_topic(topic) or set()
+        found: list[Event] = []
+        for record in await read_topics(self.settings.kafka_bootstrap_servers, [self.settings.topic(spec)]):
+            try:
+                event = decode_event(record.value)
+            except ValueError:
+                continue
+            if str(event.organization_id) == organization_id:
+                found.append(event)
+        return found
 
 
 def start_sender_stack(servers_env: dict[str, str]) -> SenderStack:

@@ -10,12 +10,12 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from pytake_contracts import DeadLettered, DeadLetterPayload, encode_event
 from pytake_contracts.topics import DEAD_LETTERS
 from pytake_devstack import meta_payloads
 from pytake_devstack.demo_tenant import DEMO_TENANT
+from pytake_devstack.kafka_io import Writer
 from pytake_devstack.pytest_plugin import OTHER_TENANT
 from pytake_plumbing.auth import AuthSettings, Principal, Role, issue_access_token
 from pytake_plumbing.mongo import make_mongo_client
@@ -99,13 +99,9 @@ async def test_a_record_delivered_again_is_written_once(pipeline, settings) -> N
             origin_topic="x", consumer="test", error=note, attempts=1, original=marker))
 
     repeated, last = letter("repeated"), letter("last")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
+    async with Writer(settings.kafka_bootstrap_servers) as producer:
         for event in (repeated, repeated, repeated, last):  # at-least-once: the same record, three times
-            await producer.send_and_wait(settings.topic(DEAD_LETTERS), encode_event(event), key=b"x")
-    finally:
-        await producer.stop()
+            await producer.send(settings.topic(DEAD_LETTERS), encode_event(event), key=b"x")
     client = make_mongo_client(settings.mongodb_url)
     events = client[settings.mongodb_database]["events"]
     try:

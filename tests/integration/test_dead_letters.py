@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from pytake_contracts.topics import MESSAGES_ROUTED
+from pytake_devstack.kafka_io import Writer
 from pytake_plumbing.mongo import make_mongo_client
 
 from .waiting import eventually
@@ -17,12 +17,8 @@ pytestmark = pytest.mark.integration
 
 async def test_undecodable_record_is_dead_lettered(pipeline, settings) -> None:
     marker = secrets.token_hex(6)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(settings.topic(MESSAGES_ROUTED), f'{{"poison": "{marker}"'.encode(), key=b"x")
-    finally:
-        await producer.stop()
+    async with Writer(settings.kafka_bootstrap_servers) as producer:
+        await producer.send(settings.topic(MESSAGES_ROUTED), f'{{"poison": "{marker}"'.encode(), key=b"x")
     client = make_mongo_client(settings.mongodb_url)
     events = client[settings.mongodb_database]["events"]
 

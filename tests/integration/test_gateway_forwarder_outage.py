@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 async def _pauses(pipeline) -> int:  # noqa: ANN001
     """How often the forwarder has paused for an outage (its log says so once per pause)."""
     log = await asyncio.to_thread((pipeline.log_dir / "gateway-forwarder.log").read_text, errors="replace")
-    return log.count("store_unavailable_will_retry")
+    return log.count("dependency_unavailable_will_retry")
 
 
 async def test_a_stalled_receipt_store_pauses_forwarding_and_loses_nothing(pipeline, settings) -> None:

@@ -7,7 +7,6 @@ import secrets
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pytake_contracts import (
     DeadLettered,
@@ -22,6 +21,7 @@ from pytake_contracts import (
 from pytake_contracts.topics import DEAD_LETTERS, WEBHOOK_INBOUND, WEBHOOK_INTAKE
 from pytake_devstack import meta_payloads
 from pytake_devstack.demo_tenant import DEMO_TENANT
+from pytake_devstack.kafka_io import Writer, read_topics
 from pytake_plumbing.settings import CommonSettings
 
 from .waiting import eventually
@@ -32,33 +32,9 @@ WEBHOOK_PATH = "/api/v1/webhooks/whatsapp"
 
 
 async def read_topic(bootstrap: str, topic: str) -> list:
-    """Every record now in the topic: read up to the end offsets taken first."""
-    # earliest as the reset policy too: assign() may start a reset with the default policy (latest)
-    # that lands after seek_to_beginning and skips the partition's records.
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
-        consumer.assign(partitions)
-        end = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        records = []
-        for tp in partitions:
-            while await consumer.position(tp) < end[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                records.extend(batch.get(tp, []))
-        return [decode_event(r.value) for r in records]
-    finally:
-        await consumer.stop()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    known = consumer.partitions_for_topic(topic)
-    if not known:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - metadata for an unassigned topic
-        known = consumer.partitions_for_topic(topic)
-    assert known, f"topic {topic} has no partitions"
-    return known
+    """Every record now in the topic, partition by partition: read up to the end offsets taken first."""
+    records = sorted(await read_topics(bootstrap, [topic]), key=lambda r: (r.partition, r.offset))
+    return [decode_event(r.value) for r in records]
 
 
 async def post_signed(client: httpx.AsyncClient, base_url: str, body: bytes,
@@ -175,13 +151,8 @@ async def test_an_unreadable_stored_webhook_is_dead_lettered_and_forwarding_carr
     poison = WebhookReceived(correlation_id=f"poison-{marker}", producer="gateway",
                              payload=WebhookReceivedPayload(phone_number_id=phone_number_id,
                                                             body=f"not a webhook {marker}"))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(settings.topic(WEBHOOK_INTAKE), encode_event(poison),
-                                     key=phone_number_id.encode())
-    finally:
-        await producer.stop()
+    async with Writer(settings.kafka_bootstrap_servers) as producer:
+        await producer.send(settings.topic(WEBHOOK_INTAKE), encode_event(poison), key=phone_number_id.encode())
 
     async def letters() -> list[DeadLettered]:
         events = await read_topic(settings.kafka_bootstrap_servers, settings.topic(DEAD_LETTERS))

@@ -12,10 +12,10 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pytake_contracts import Event, InboundMessageReceived, StatusReceived, decode_event, encode_event
 from pytake_contracts.topics import MESSAGES_ROUTED, MESSAGES_UNROUTABLE, STATUSES_ROUTED, WEBHOOK_INBOUND
+from pytake_devstack.kafka_io import TopicReader, Writer
 from pytake_devstack.stack import Stack, free_port
 
 from .tenancy_support import Api, new_phone_number_id, pipeline_router, routed_tenant
@@ -28,15 +28,14 @@ class Outcomes:
     """Reads what the router published, keyed by the correlation id of the webhook event."""
 
     def __init__(self, settings) -> None:
-        self._consumer = AIOKafkaConsumer(
-            settings.topic(MESSAGES_ROUTED), settings.topic(MESSAGES_UNROUTABLE), settings.topic(STATUSES_ROUTED),
-            bootstrap_servers=settings.kafka_bootstrap_servers, group_id=f"test-routing-{uuid4().hex[:8]}",
-            auto_offset_reset="earliest")
+        self._reader = TopicReader(settings.kafka_bootstrap_servers, [
+            settings.topic(MESSAGES_ROUTED), settings.topic(MESSAGES_UNROUTABLE), settings.topic(STATUSES_ROUTED)],
+            start="beginning")
         self.seen: dict[str, Event] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Outcomes:
-        await self._consumer.start()
+        await self._reader.start()
         self._task = asyncio.create_task(self._read())
         return self
 
@@ -45,15 +44,16 @@ class Outcomes:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        await self._consumer.stop()
+        await self._reader.stop()
 
     async def _read(self) -> None:
-        async for record in self._consumer:
-            try:
-                event = decode_event(record.value)
-            except ValueError:
-                continue  # another test's poison record (dead-letter tests share these topics)
-            self.seen[event.correlation_id] = event
+        while True:
+            for record in await self._reader.poll(timeout_s=0.5):
+                try:
+                    event = decode_event(record.value)
+                except ValueError:
+                    continue  # another test's poison record (dead-letter tests share these topics)
+                self.seen[event.correlation_id] = event
 
     async def of(self, correlation_ids: list[str], timeout_s: float = 60.0) -> list[Event]:
         async def probe() -> list[Event | None]:
@@ -76,20 +76,16 @@ def status(phone_number_id: str) -> StatusReceived:
 
 
 @contextlib.asynccontextmanager
-async def producer(settings) -> AsyncIterator[AIOKafkaProducer]:
-    kafka = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await kafka.start()
-    try:
+async def producer(settings) -> AsyncIterator[Writer]:
+    async with Writer(settings.kafka_bootstrap_servers) as kafka:
         yield kafka
-    finally:
-        await kafka.stop()
 
 
-async def send(kafka: AIOKafkaProducer, settings, event: Event) -> str:
+async def send(kafka: Writer, settings, event: Event) -> str:
     payload = event.payload
     contact = getattr(payload, "contact", None) or getattr(payload, "recipient", None)
-    await kafka.send_and_wait(settings.topic(WEBHOOK_INBOUND), encode_event(event),
-                              key=f"{payload.phone_number_id}:{contact.key}".encode())
+    await kafka.send(settings.topic(WEBHOOK_INBOUND), encode_event(event),
+                     key=f"{payload.phone_number_id}:{contact.key}".encode())
     return event.correlation_id
 
 
@@ -172,7 +168,7 @@ async def test_deactivation_while_messages_flow_reaches_every_replica(pipeline, 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    async def stream(kafka: AIOKafkaProducer) -> None:
+    async def stream(kafka: Writer) -> None:
         contacts = [f"1555000{i:04d}" for i in range(12)]  # several keys, so several partitions
         i = 0
         while not stop.is_set():

@@ -11,9 +11,9 @@ import httpx
 import pytest
 import structlog
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from sqlalchemy.exc import DBAPIError
 
+from pytake_devstack.fake_records import FakeRecordProducer
 from pytake_plumbing.service_app import build_service_app
 
 SECRET = "s3cret-bind-value"
@@ -33,7 +33,7 @@ def wrapped(sqlstate: str) -> DBAPIError:
 
 
 def make_app() -> FastAPI:
-    app = build_service_app("test", KafkaBroker(), start_broker=False)
+    app = build_service_app("test", FakeRecordProducer())
 
     @app.get("/out-of-range")
     async def out_of_range() -> None:

@@ -1,4 +1,4 @@
-"""Consumer-group membership: static with a replica id, dynamic without."""
+"""Consumer-group membership (librdkafka options): static with a replica id, dynamic without."""
 
 from pytake_plumbing.settings import CommonSettings
 
@@ -6,19 +6,18 @@ from pytake_plumbing.settings import CommonSettings
 def test_a_named_replica_is_a_static_member_of_each_group_under_its_own_instance_id() -> None:
     settings = CommonSettings.model_validate({"PYTAKE_REPLICA_ID": "router-7d9f-x2"})
     router, statuses = settings.group_membership("router"), settings.group_membership("sender-statuses")
-    assert router["group_instance_id"] == "router.router-7d9f-x2"
-    assert statuses["group_instance_id"] == "sender-statuses.router-7d9f-x2"
-    assert router["session_timeout_ms"] == 20_000 and router["heartbeat_interval_ms"] == 1_000
+    assert router["group.instance.id"] == "router.router-7d9f-x2"
+    assert statuses["group.instance.id"] == "sender-statuses.router-7d9f-x2"
+    assert router["session.timeout.ms"] == 20_000 and router["heartbeat.interval.ms"] == 1_000
+    assert router["group.id"] == "router"
 
 
-def test_without_a_replica_id_or_for_a_broadcast_group_membership_is_dynamic() -> None:
-    assert CommonSettings().group_membership("router")["group_instance_id"] is None
-    named = CommonSettings.model_validate({"PYTAKE_REPLICA_ID": "r1"})
-    broadcast = named.group_membership("router.3f2a", static=False)
-    assert broadcast["group_instance_id"] is None and broadcast["session_timeout_ms"] == 10_000
+def test_without_a_replica_id_membership_is_dynamic() -> None:
+    membership = CommonSettings().group_membership("router")
+    assert "group.instance.id" not in membership and membership["session.timeout.ms"] == 10_000
 
 
 def test_the_session_timeout_can_be_set_and_heartbeats_stay_within_a_third_of_it() -> None:
     settings = CommonSettings.model_validate({"PYTAKE_REPLICA_ID": "r1", "KAFKA_SESSION_TIMEOUT_MS": "2400"})
     membership = settings.group_membership("audit")
-    assert membership["session_timeout_ms"] == 2_400 and membership["heartbeat_interval_ms"] == 800
+    assert membership["session.timeout.ms"] == 2_400 and membership["heartbeat.interval.ms"] == 800

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, Path, Request
-from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
 
+from pytake_devstack.fake_records import FakeRecordProducer
 from pytake_plumbing.bounds import NO_NUL, PG_INT_MAX, Limit, Offset, PgPositiveInt
 from pytake_plumbing.request_guard import body_limit, json_problem
 from pytake_plumbing.service_app import build_service_app
@@ -30,7 +30,7 @@ class Shown(BaseModel):
 
 
 def make_app(**options: Any) -> FastAPI:
-    app = build_service_app("test", KafkaBroker(), start_broker=False, max_body_bytes=LIMIT, **options)
+    app = build_service_app("test", FakeRecordProducer(), max_body_bytes=LIMIT, **options)
 
     @app.post("/notes")
     async def create(note: Note) -> dict[str, Any]:

@@ -1,13 +1,11 @@
-"""The forwarder process's wiring: intake records in (an in-memory record source), events out (a recording
-publisher; dead letters through FastStream's in-memory TestKafkaBroker)."""
+"""The forwarder process's wiring: intake records in (an in-memory record source), events and dead letters
+out (an in-memory producer)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 import httpx
-from faststream.kafka import TestKafkaBroker
 
 from pytake_contracts import (
     DeadLettered,
@@ -21,23 +19,17 @@ from pytake_contracts import (
 )
 from pytake_contracts.topics import DEAD_LETTERS, WEBHOOK_INBOUND, WEBHOOK_INTAKE
 from pytake_devstack import meta_samples as meta
-from pytake_devstack.fake_records import FakeRecordSource
+from pytake_devstack.fake_records import FakeRecordProducer, FakeRecordSource
 from pytake_gateway.adapters.memory_receipts import InMemoryReceiptStore
 from pytake_gateway.app import create_forwarder_app
 from pytake_gateway.settings import GatewaySettings
-from pytake_plumbing.messaging import make_broker
 
 
-class Publisher:
-    def __init__(self) -> None:
-        self.published: list[tuple] = []
-
-    async def publish_all(self, items: Sequence[tuple]) -> None:
-        self.published.extend(items)
-
+class Publisher(FakeRecordProducer):
     @property
     def events(self) -> list[Event]:
-        return [event for _, event, _ in self.published]
+        """What was forwarded downstream (dead letters apart)."""
+        return [event for spec, event, _ in self.published if spec is not DEAD_LETTERS]
 
 
 def _stored(payload: dict | str) -> WebhookReceived:
@@ -58,31 +50,21 @@ async def _metric(client: httpx.AsyncClient, line_start: str) -> float:
 
 async def _forwarder(publisher: Publisher):
     settings = GatewaySettings.model_validate({"PYTAKE_NAMESPACE": "unitfwd"})
-    broker = make_broker(settings, "gateway-forwarder")
     source = FakeRecordSource()
-    app = create_forwarder_app(settings, receipts=InMemoryReceiptStore(), broker=broker, publisher=publisher,
-                               source=source)
-    dead_letters: list[DeadLettered] = []
-
-    @broker.subscriber(settings.topic(DEAD_LETTERS))
-    async def capture(body: dict) -> None:
-        letter = decode_event(json.dumps(body))
-        assert isinstance(letter, DeadLettered)
-        dead_letters.append(letter)
+    app = create_forwarder_app(settings, receipts=InMemoryReceiptStore(), producer=publisher, source=source)
 
     async def send(*webhooks: WebhookReceived) -> None:
         source.put(settings.topic(WEBHOOK_INTAKE), *(encode_event(w) for w in webhooks))
         await source.all_committed()
 
-    async with TestKafkaBroker(broker):
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fw") as client:
-                yield send, client, dead_letters
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fw") as client:
+            yield send, client
 
 
 async def test_batches_from_the_intake_topic_are_forwarded_once_and_counted() -> None:
     publisher = Publisher()
-    async for send, client, dead_letters in _forwarder(publisher):
+    async for send, client in _forwarder(publisher):
         sent = meta.wamid()
         statuses = _stored(meta.webhook(meta.value(statuses=[meta.status(sent, "delivered")])))
         await send(_stored(_text("w1")), _stored(_text("w1")), statuses)
@@ -96,17 +78,18 @@ async def test_batches_from_the_intake_topic_are_forwarded_once_and_counted() ->
                              ) == 1
         assert await _metric(client, 'pytake_gateway_duplicates_total{kind="message"}') == 2
         assert await _metric(client, 'pytake_gateway_duplicates_total{kind="status"}') == 1
-        assert dead_letters == []
+        assert publisher.of(DEAD_LETTERS) == []
         assert (await client.get("/api/v1/health")).json()["status"] == "ok"
 
 
 async def test_an_unreadable_stored_webhook_is_dead_lettered_and_the_rest_of_its_batch_forwarded() -> None:
     publisher = Publisher()
-    async for send, client, dead_letters in _forwarder(publisher):
+    async for send, client in _forwarder(publisher):
         poison = _stored('{"not": "a webhook"}')
         await send(_stored(_text("w1")), poison, _stored(_text("w2")))
         assert [e.payload.message.wamid for e in publisher.events] == ["w1", "w2"]
-        (letter,) = dead_letters
+        (letter,) = publisher.of(DEAD_LETTERS)
+        assert isinstance(letter, DeadLettered)
         assert letter.payload.consumer == "gateway-forwarder"
         assert letter.payload.origin_topic.endswith(WEBHOOK_INTAKE.name)
         assert letter.payload.error.startswith("UnreadableWebhook") and letter.payload.attempts == 1
@@ -116,7 +99,7 @@ async def test_an_unreadable_stored_webhook_is_dead_lettered_and_the_rest_of_its
 
 async def test_parts_of_stored_webhooks_the_split_cannot_use_are_counted_as_ignored() -> None:
     publisher = Publisher()
-    async for send, client, _ in _forwarder(publisher):
+    async for send, client in _forwarder(publisher):
         nobody = {"id": "w0", "timestamp": "1", "type": "text", "text": {"body": "?"}}  # no sender at all
         await send(_stored(meta.webhook(meta.value(messages=[nobody]))))
         assert publisher.events == []

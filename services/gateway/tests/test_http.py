@@ -1,24 +1,23 @@
-"""The gateway's HTTP contract, with FastStream's in-memory TestKafkaBroker."""
+"""The gateway's HTTP contract, with an in-memory producer for Kafka."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import pytest
-from faststream.kafka import KafkaMessage, TestKafkaBroker
 
-from pytake_contracts import WebhookReceived, decode_event
+from pytake_contracts import WebhookReceived
 from pytake_contracts.topics import WEBHOOK_INTAKE
 from pytake_devstack import meta_payloads
 from pytake_devstack import meta_samples as meta
+from pytake_devstack.fake_records import FakeRecordProducer
 from pytake_gateway.app import create_app, serving_app
 from pytake_gateway.service.ingest import AppCredentials
 from pytake_gateway.settings import GatewaySettings
-from pytake_plumbing.messaging import EventPublisher, make_broker
 
 SECRET = "unit-secret"
 PATH = "/api/v1/webhooks/whatsapp"
@@ -32,7 +31,13 @@ FAST_PATH_OR_NOT = pytest.mark.parametrize("fast_path", [True, False], ids=["fas
 @dataclass
 class Running:
     client: httpx.AsyncClient
-    stored: list[tuple[str, WebhookReceived]] = field(default_factory=list)  # (key, event) on the intake topic
+    producer: FakeRecordProducer
+
+    @property
+    def stored(self) -> list[tuple[str, WebhookReceived]]:
+        """(key, event) of each record published to the intake topic."""
+        return [(key, event) for spec, event, key in self.producer.published  # type: ignore[misc]
+                if spec is WEBHOOK_INTAKE]
 
     @property
     def events(self) -> list[WebhookReceived]:
@@ -46,43 +51,36 @@ class OneApp:
         return AppCredentials([SECRET], ["tok"]) if meta_app_id in {None, "app1"} else None
 
 
-class FailingPublisher:
-    async def publish_all(self, items: Sequence) -> None:
-        raise ConnectionError("kafka down")
-
-
-class HeldPublisher:
+class HeldProducer(FakeRecordProducer):
     """Kafka away while `held`: a publish waits until the test lets it land."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.held = True
         self.waiting: list[asyncio.Future[None]] = []
-        self.published: list = []
+        self.landing: list[asyncio.Task[None]] = []
 
-    async def publish_all(self, items: Sequence) -> None:
-        if self.held:
-            self.waiting.append(asyncio.get_running_loop().create_future())
-            await self.waiting[-1]
-        self.published.extend(event for _, event, _ in items)
+    def publish_all(self, items: Sequence) -> asyncio.Future[None]:  # type: ignore[override]
+        if not self.held:
+            return super().publish_all(items)
+        self.waiting.append(asyncio.get_running_loop().create_future())
+        self.landing.append(asyncio.ensure_future(self._land_later(self.waiting[-1], list(items))))
+        return self.landing[-1]
+
+    async def _land_later(self, released: asyncio.Future[None], items: list) -> None:
+        await released
+        await super().publish_all(items)
 
 
-async def _running(settings: dict, fast_path: bool = True, **app_parts):
+async def _running(settings: dict, fast_path: bool = True, producer: FakeRecordProducer | None = None,
+                   **app_parts):
     config = GatewaySettings.model_validate(settings)
-    broker = make_broker(config, "gateway")
-    if "publisher" not in app_parts:
-        app_parts["publisher"] = EventPublisher(broker, config)
-    app = create_app(config, broker=broker, **app_parts)
-
-    @broker.subscriber(config.topic(WEBHOOK_INTAKE))
-    async def capture(body: dict, message: KafkaMessage) -> None:
-        running.stored.append((message.raw_message.key.decode(), decode_event(message.body)))
-
-    async with TestKafkaBroker(broker):
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=serving_app(app) if fast_path else app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-                running = Running(client)
-                yield running
+    producer = producer or FakeRecordProducer()
+    app = create_app(config, producer=producer, **app_parts)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=serving_app(app) if fast_path else app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            yield Running(client, producer)
 
 
 # The server runs webhook POSTs on the fast path; FastAPI's documented routes must answer the same.
@@ -265,7 +263,9 @@ async def test_an_unknown_app_is_404_and_stores_nothing(fast_path: bool) -> None
 
 @FAST_PATH_OR_NOT
 async def test_kafka_failing_is_503_unavailable(fast_path: bool) -> None:
-    async for running in _running(BASE_SETTINGS, fast_path, publisher=FailingPublisher()):
+    failing = FakeRecordProducer()
+    failing.failure = ConnectionError("kafka down")
+    async for running in _running(BASE_SETTINGS, fast_path, producer=failing):
         response = await _signed(running.client, _text_webhook())
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "unavailable"
@@ -275,16 +275,17 @@ async def test_kafka_failing_is_503_unavailable(fast_path: bool) -> None:
 
 @FAST_PATH_OR_NOT
 async def test_a_publish_past_its_deadline_is_503_and_later_webhooks_get_through(fast_path: bool) -> None:
-    publisher = HeldPublisher()
+    publisher = HeldProducer()
     async for running in _running({**BASE_SETTINGS, "GATEWAY_PUBLISH_TIMEOUT_S": 0.01}, fast_path,
-                                  publisher=publisher):
+                                  producer=publisher):
         late = await _signed(running.client, _text_webhook("111"))
         assert late.status_code == 503 and late.json()["error"]["code"] == "unavailable"
         publisher.held = False
         publisher.waiting[0].set_result(None)  # the late publish lands after all
+        await publisher.landing[0]
         on_time = await _signed(running.client, _text_webhook("222"))
         assert on_time.status_code == 200 and on_time.json()["stored"] == 1
-        assert sorted(event.payload.phone_number_id for event in publisher.published) == ["111", "222"]
+        assert sorted(event.payload.phone_number_id for event in running.events) == ["111", "222"]
 
 
 @FAST_PATH_OR_NOT

@@ -7,17 +7,16 @@ from uuid import uuid4
 
 import httpx
 import pytest
-from faststream.kafka import TestKafkaBroker
 
-from pytake_contracts import RegistryChanged, RegistryChangedPayload
+from pytake_contracts import RegistryChanged, RegistryChangedPayload, encode_event
 from pytake_contracts.topics import REGISTRY_CHANGES
 from pytake_devstack import meta_payloads
 from pytake_devstack import meta_samples as meta
+from pytake_devstack.fake_records import FakeRecordProducer, FakeRecordSource
 from pytake_gateway.adapters.secrets import RegistrySecretSource
 from pytake_gateway.app import create_app
 from pytake_gateway.service.ingest import SecretsUnavailable
 from pytake_gateway.settings import GatewaySettings
-from pytake_plumbing.messaging import EventPublisher, make_broker
 
 TOKEN = "internal-token"
 
@@ -103,9 +102,16 @@ async def test_registry_mode_over_http_with_rotation_announced_on_kafka() -> Non
     settings = GatewaySettings.model_validate({"GATEWAY_SECRETS_SOURCE": "registry", "PYTAKE_INTERNAL_TOKEN": TOKEN,
                                                "PYTAKE_NAMESPACE": "unitreg"})
     source = _source(registry, Clock())
-    broker = make_broker(settings, "gateway")
-    app = create_app(settings, secrets=source, broker=broker,
-                     publisher=EventPublisher(broker, settings))
+    invalidated = asyncio.Event()
+    invalidate = source.invalidate
+
+    def invalidate_and_tell(meta_app_id: str | None = None) -> None:  # lets the test await the change's effect
+        invalidate(meta_app_id)
+        invalidated.set()
+
+    source.invalidate = invalidate_and_tell  # type: ignore[method-assign]
+    changes = FakeRecordSource()
+    app = create_app(settings, secrets=source, producer=FakeRecordProducer(), source=changes)
     path = "/api/v1/webhooks/whatsapp/app1"
 
     def post(client: httpx.AsyncClient, secret: str, url: str = path):
@@ -113,25 +119,26 @@ async def test_registry_mode_over_http_with_rotation_announced_on_kafka() -> Non
         return client.post(url, content=body, headers={"Content-Type": "application/json",
                                                        "X-Hub-Signature-256": meta_payloads.sign(body, secret)})
 
-    async with TestKafkaBroker(broker):
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-                assert (await post(client, "secret-a")).status_code == 200
-                verify = await client.get(path, params={"hub.mode": "subscribe", "hub.verify_token": "verify-a",
-                                                        "hub.challenge": "c1"})
-                assert verify.status_code == 200 and verify.text == "c1"
-                registry.apps["app1"] = (["secret-b"], ["verify-a"])
-                assert (await post(client, "secret-b")).status_code == 401  # still the cached secret
-                change = RegistryChanged(correlation_id="c", producer="router", payload=RegistryChangedPayload(
-                    entity="number", entity_id=uuid4(), change="updated", meta_app_id="app1"))
-                await EventPublisher(broker, settings).publish(REGISTRY_CHANGES, change, "org")
-                assert (await post(client, "secret-b")).status_code == 200
-                assert (await post(client, "secret-a")).status_code == 401
-                unknown = await post(client, "secret-b", "/api/v1/webhooks/whatsapp/app2")
-                assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_app"
-                assert (await post(client, "secret-b", "/api/v1/webhooks/whatsapp")).status_code == 404
-                source.invalidate()
-                registry.down = True
-                assert (await post(client, "secret-b")).status_code == 503
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            assert (await post(client, "secret-a")).status_code == 200
+            verify = await client.get(path, params={"hub.mode": "subscribe", "hub.verify_token": "verify-a",
+                                                    "hub.challenge": "c1"})
+            assert verify.status_code == 200 and verify.text == "c1"
+            registry.apps["app1"] = (["secret-b"], ["verify-a"])
+            assert (await post(client, "secret-b")).status_code == 401  # still the cached secret
+            change = RegistryChanged(correlation_id="c", producer="router", payload=RegistryChangedPayload(
+                entity="number", entity_id=uuid4(), change="updated", meta_app_id="app1"))
+            changes.put(settings.topic(REGISTRY_CHANGES), encode_event(change))
+            await asyncio.wait_for(invalidated.wait(), 5)
+            assert (await post(client, "secret-b")).status_code == 200
+            assert (await post(client, "secret-a")).status_code == 401
+            unknown = await post(client, "secret-b", "/api/v1/webhooks/whatsapp/app2")
+            assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_app"
+            assert (await post(client, "secret-b", "/api/v1/webhooks/whatsapp")).status_code == 404
+            source.invalidate()
+            registry.down = True
+            assert (await post(client, "secret-b")).status_code == 503
 
+    assert changes.started and changes.stopped  # the app started and stopped its consumer of the changes

@@ -11,46 +11,50 @@ is reported and skipped, never fatal: upgrade the package to read it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+import time
+import uuid
 
 from pydantic import ValidationError
 
 from . import UnknownEventError, decode_event
 
 
-async def consume(bootstrap: str, topics: list[str], group: str | None, from_beginning: bool,
-                  max_events: int | None, idle_timeout_s: float | None) -> int:
+def consume(bootstrap: str, topics: list[str], group: str | None, from_beginning: bool,
+            max_events: int | None, idle_timeout_s: float | None) -> int:
     try:
-        from aiokafka import AIOKafkaConsumer
+        from confluent_kafka import Consumer
     except ImportError:  # the contracts themselves need no Kafka client
-        print("this example needs aiokafka: pip install 'pytake-contracts[kafka]'", file=sys.stderr)
+        print("this example needs confluent-kafka: pip install 'pytake-contracts[kafka]'", file=sys.stderr)
         return 2
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=group,
-                                auto_offset_reset="earliest" if from_beginning else "latest",
-                                enable_auto_commit=group is not None)
-    await consumer.start()
-    seen = 0
+    # Without a group of its own, a throwaway one that commits nothing.
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"example-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest" if from_beginning else "latest",
+                         "enable.auto.commit": group is not None})
+    consumer.subscribe(topics)
+    seen, idle_since = 0, time.monotonic()
     try:
         while max_events is None or seen < max_events:
-            batch = await consumer.getmany(timeout_ms=int((idle_timeout_s or 1.0) * 1000))
-            if not batch and idle_timeout_s is not None:
-                break
-            for records in batch.values():
-                for record in records:
-                    try:
-                        event = decode_event(record.value)
-                    except (UnknownEventError, ValidationError, ValueError) as exc:
-                        print(f"skipped {record.topic}@{record.partition}:{record.offset}: {exc}", file=sys.stderr)
-                        continue
-                    seen += 1
-                    tenant = event.organization_id or "-"
-                    print(f"{event.occurred_at.isoformat()} {event.event_type} v{event.schema_version} "
-                          f"org={tenant} correlation={event.correlation_id} {type(event).__name__}", flush=True)
-                    if max_events is not None and seen >= max_events:
-                        break
+            record = consumer.poll(1.0)
+            if record is None:
+                if idle_timeout_s is not None and time.monotonic() - idle_since >= idle_timeout_s:
+                    break
+                continue
+            idle_since = time.monotonic()
+            if record.error() is not None:
+                print(f"kafka: {record.error()}", file=sys.stderr)
+                continue
+            try:
+                event = decode_event(record.value() or b"")
+            except (UnknownEventError, ValidationError, ValueError) as exc:
+                print(f"skipped {record.topic()}@{record.partition()}:{record.offset()}: {exc}", file=sys.stderr)
+                continue
+            seen += 1
+            tenant = event.organization_id or "-"
+            print(f"{event.occurred_at.isoformat()} {event.event_type} v{event.schema_version} "
+                  f"org={tenant} correlation={event.correlation_id} {type(event).__name__}", flush=True)
     finally:
-        await consumer.stop()
+        consumer.close()
     return 0
 
 
@@ -64,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-events", type=int, default=None)
     parser.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
     args = parser.parse_args(argv)
-    return asyncio.run(consume(args.bootstrap, args.topic, args.group, args.from_beginning, args.max_events,
-                               args.idle_timeout))
+    return consume(args.bootstrap, args.topic, args.group, args.from_beginning, args.max_events,
+                   args.idle_timeout)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "uvicorn.access", "httpx", "pymongo"):
+    for noisy in ("uvicorn.access", "httpx", "pymongo"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)

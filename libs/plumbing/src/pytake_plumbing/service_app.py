@@ -1,5 +1,5 @@
 """Every service runs as one ASGI process: FastAPI for health/readiness (and its API),
-with its Kafka broker started and stopped in the app's lifespan."""
+with its Kafka producer started and stopped in the app's lifespan."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from faststream.kafka import KafkaBroker
 
 from .backoff import OUTAGE
 from .errors import document_errors, error_body, install_error_handlers, log_unhandled
@@ -22,19 +22,26 @@ from .request_guard import DEFAULT_MAX_BODY_BYTES, Exclude, RequestGuard, docume
 log = get_logger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
+
+
+class Producer(Protocol):
+    """The service's Kafka producer (record_producer's, or an in-memory one in unit tests)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def reachable(self) -> bool: ...
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
 def build_service_app(
     service: str,
-    broker: KafkaBroker,
+    producer: Producer,
     *,
     on_startup: Sequence[Hook] = (),
     on_started: Sequence[Hook] = (),
     on_stopping: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     readiness: Sequence[ReadinessCheck] = (),
-    start_broker: bool = True,
     title: str | None = None,
     telemetry: dict[str, object] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -44,13 +51,13 @@ def build_service_app(
 
     Every request passes the request guard (413 over `max_body_bytes`, 422 for NUL characters and
     JSON PostgreSQL cannot store) except those `guard_exclude` names: a hot path with its own limits.
+    The app is ready when Kafka answers and every `readiness` check passes.
     """
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await producer.start()
         for hook in on_startup:
             await until_available(hook)
-        if start_broker:
-            await broker.start()
         for hook in on_started:
             await until_available(hook)
         tune_garbage_collector()
@@ -58,10 +65,10 @@ def build_service_app(
         try:
             yield
         finally:
-            # Before the broker stops: consumers of their own may still publish while draining.
+            # Before the producer stops: consumers may still publish (dead letters) while draining.
             for hook in on_stopping:
                 await hook()
-            await broker.stop()
+            await producer.stop()
             for hook in on_shutdown:
                 await hook()
             log.info("service_stopped", service=service)
@@ -81,7 +88,7 @@ def build_service_app(
 
     @app.get("/api/v1/ready", tags=["health"])
     async def ready() -> JSONResponse:
-        checks = [await check() for check in readiness]
+        checks = [await producer.reachable(), *[await check() for check in readiness]]
         ok = all(checks)
         return JSONResponse({"ready": ok, "service": service}, status_code=200 if ok else 503)
 
@@ -110,13 +117,6 @@ def tune_garbage_collector() -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     gc.enable()  # a service's main module turns it off for the start
-
-
-async def kafka_reachable(broker: KafkaBroker) -> bool:
-    try:
-        return bool(await broker.ping(timeout=2.0))
-    except Exception:
-        return False
 
 
 async def until_available(hook: Hook, within_s: float = 60.0) -> None:

@@ -44,19 +44,22 @@ class CommonSettings(BaseSettings):
     def consumer_group(self, service: str) -> str:
         return f"{self.namespace}.{service}" if self.namespace else service
 
-    def group_membership(self, group_id: str, *, static: bool = True) -> dict[str, Any]:
-        """Consumer options for membership of `group_id` (one mechanism for every consumer).
+    def group_membership(self, group_id: str) -> dict[str, Any]:
+        """librdkafka's options for membership of `group_id` (one mechanism for every consumer).
 
-        Heartbeats every second, not aiokafka's 3 s: members learn of a rebalance on their next
+        Heartbeats every second, not the usual 3 s: members learn of a rebalance on their next
         heartbeat, so a group settles in about a second once a member joins or leaves.
         """
-        instance = f"{group_id}.{self.replica_id}" if static and self.replica_id else None
+        instance = f"{group_id}.{self.replica_id}" if self.replica_id else None
         session_timeout_ms = self.kafka_session_timeout_ms or (20_000 if instance else 10_000)
-        return {
-            "group_instance_id": instance,
-            "session_timeout_ms": session_timeout_ms,
-            "heartbeat_interval_ms": min(1_000, session_timeout_ms // 3),
+        options: dict[str, Any] = {
+            "group.id": group_id,
+            "session.timeout.ms": session_timeout_ms,
+            "heartbeat.interval.ms": min(1_000, session_timeout_ms // 3),
         }
+        if instance:
+            options["group.instance.id"] = instance
+        return options
 
     def db_schema(self, service: str) -> str:
         base = service.replace("-", "_")

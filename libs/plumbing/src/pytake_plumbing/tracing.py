@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing; trace context rides in Kafka headers via FastStream's middleware."""
+"""OpenTelemetry tracing; trace context rides in the event envelope and in Kafka headers."""
 
 from __future__ import annotations
 

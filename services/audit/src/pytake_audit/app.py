@@ -6,10 +6,10 @@ from fastapi import FastAPI
 
 from pytake_plumbing.auth import AuthSettings
 from pytake_plumbing.logs import configure_logging
-from pytake_plumbing.messaging import make_broker
 from pytake_plumbing.mongo import make_mongo_client
-from pytake_plumbing.revocations import RevocationFeed, RevocationView
-from pytake_plumbing.service_app import build_service_app, kafka_reachable
+from pytake_plumbing.record_producer import RecordProducer
+from pytake_plumbing.revocations import RevocationView, revocation_feed
+from pytake_plumbing.service_app import build_service_app
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.mongo_store import AuditQueries, AuditStore, RetentionRepository
@@ -32,8 +32,9 @@ def create_app(settings: AuditSettings | None = None, auth: AuthSettings | None 
     retention_repository = RetentionRepository(client, database)
     retention = RetentionPolicy(retention_repository, settings.default_retention_days, settings.retention_refresh_s)
     sweeper = ExpirySweeper(store, settings.sweep_interval_s)
-    broker = make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
-    consumer = kafka.register(broker, settings, store, retention)
+    configure_tracing(SERVICE)
+    producer = RecordProducer(settings, f"pytake-{SERVICE}")  # dead letters
+    consumers = kafka.consumers(settings, store, retention, producer)
 
     async def start_sweeper() -> None:
         if store.ttl_supported is False:
@@ -43,9 +44,6 @@ def create_app(settings: AuditSettings | None = None, auth: AuthSettings | None 
         await sweeper.stop()
         await client.close()
 
-    async def kafka_ready() -> bool:
-        return await kafka_reachable(broker)
-
     async def mongo_ready() -> bool:
         try:
             await client.admin.command("ping")
@@ -54,10 +52,11 @@ def create_app(settings: AuditSettings | None = None, auth: AuthSettings | None 
             return False
 
     revocations = RevocationView(auth.access_ttl_s)
-    feed = RevocationFeed(settings, revocations, auth.access_ttl_s)
-    app = build_service_app(SERVICE, broker, on_startup=[store.ensure_indexes, feed.start],
-                            on_started=[consumer.start, start_sweeper], on_stopping=[consumer.stop],
-                            on_shutdown=[feed.stop, close], readiness=[kafka_ready, mongo_ready, feed.ready])
+    feed = revocation_feed(settings, revocations, auth.access_ttl_s)
+    app = build_service_app(SERVICE, producer, on_startup=[store.ensure_indexes, feed.start],
+                            on_started=[*(c.start for c in consumers), start_sweeper],
+                            on_stopping=[c.stop for c in consumers],
+                            on_shutdown=[feed.stop, close], readiness=[mongo_ready, feed.ready])
     app.include_router(http.build_router(AuditQueryService(AuditQueries(client, database)),
                                          RetentionService(retention_repository, retention), auth, revocations))
     return app

@@ -7,11 +7,11 @@ from pytake_plumbing.settings import CommonSettings
 
 class AuditSettings(CommonSettings):
     http_port: int = Field(default=8084, alias="AUDIT_HTTP_PORT")
-    # Records taken from Kafka at once (their offsets are committed together), and how long a
-    # batch may wait to fill. Big batches matter when catching up: the store is kept busy.
+    # Records read ahead of the store: past this many waiting, reading pauses until half are
+    # written. A deep buffer keeps the store busy when catching up.
     batch_max_records: int = Field(default=5000, ge=1, le=10_000, alias="AUDIT_BATCH_MAX_RECORDS")
-    # A batch is written in chunks of this many events (one insert_many each), up to
-    # `writes_in_flight` at once, so the next chunk is decoded while the store writes the last.
+    # Events per write (one insert_many), and writes at once (a lane of partitions each), so the
+    # next batch is read and decoded while the store writes the last.
     write_chunk: int = Field(default=500, ge=1, le=10_000, alias="AUDIT_WRITE_CHUNK")
     writes_in_flight: int = Field(default=2, ge=1, le=16, alias="AUDIT_WRITES_IN_FLIGHT")
     # Retention of organizations that did not choose their own.

@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from pytake_plumbing.auth import AuthSettings
 from pytake_plumbing.database import make_engine, make_session_factory
 from pytake_plumbing.logs import configure_logging, get_logger
-from pytake_plumbing.messaging import make_broker
-from pytake_plumbing.revocations import RevocationFeed, RevocationView
-from pytake_plumbing.service_app import build_service_app, kafka_reachable
+from pytake_plumbing.record_producer import RecordProducer
+from pytake_plumbing.revocations import RevocationView, revocation_feed
+from pytake_plumbing.service_app import build_service_app
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.db.unit_of_work import SqlUnitOfWork
@@ -64,9 +64,10 @@ def create_app(settings: FlowEngineSettings | None = None, auth: AuthSettings | 
     http_client = SafeHttpClient(parse_networks(settings.http_allowed_networks))
     engine = ConversationEngine(uow, utc_clock, settings.topic, http_client, limits=engine_limits(settings))
     flows = FlowService(uow, engine, utc_clock)
-    broker = make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
-    relay = OutboxRelay(uow, broker, utc_clock)
-    consumer = kafka.register(broker, settings, engine, relay)
+    configure_tracing(SERVICE)
+    producer = RecordProducer(settings, f"pytake-{SERVICE}")
+    relay = OutboxRelay(uow, producer, utc_clock)
+    consumers = kafka.consumers(settings, engine, relay, dead_letters=producer)
     tasks: list[asyncio.Task[None]] = []
 
     async def wake_and_publish() -> None:
@@ -83,14 +84,12 @@ def create_app(settings: FlowEngineSettings | None = None, auth: AuthSettings | 
         await http_client.close()
         await db.dispose()
 
-    async def kafka_ready() -> bool:
-        return await kafka_reachable(broker)
-
     auth = auth or AuthSettings()
     revocations = RevocationView(auth.access_ttl_s)
-    feed = RevocationFeed(settings, revocations, auth.access_ttl_s)
-    app = build_service_app(SERVICE, broker, readiness=[kafka_ready, feed.ready], on_startup=[feed.start],
-                            on_started=[consumer.start, start_background], on_stopping=[consumer.stop],
+    feed = revocation_feed(settings, revocations, auth.access_ttl_s)
+    app = build_service_app(SERVICE, producer, readiness=[feed.ready], on_startup=[feed.start],
+                            on_started=[*(consumer.start for consumer in consumers), start_background],
+                            on_stopping=[consumer.stop for consumer in consumers],
                             on_shutdown=[feed.stop, stop])
     app.include_router(http.build_router(flows, engine, auth, lambda: flush(relay), revocations))
     token = settings.internal_token.get_secret_value() if settings.internal_token else None

@@ -21,6 +21,3 @@ class FlowEngineSettings(CommonSettings):
     # Shared with the services that call the internal API (the router checks chatbots' flows there);
     # without it, the internal API refuses every call.
     internal_token: SecretStr | None = Field(default=None, alias="PYTAKE_INTERNAL_TOKEN")
-    # Test only: exit the process right after committing a message whose text is this,
-    # before the offset is committed and before the outbox is relayed (crash test).
-    crash_after_commit_text: str | None = Field(default=None, alias="FLOW_ENGINE_TEST_CRASH_AFTER_COMMIT_TEXT")

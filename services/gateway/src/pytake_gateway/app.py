@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp
-from faststream.kafka import KafkaBroker
 
 from pytake_contracts.topics import INTAKE_RECORD_MAX_BYTES
-from pytake_plumbing.kafka_loop import RecordSource
+from pytake_plumbing.consumer import Consumer, DeadLetterSink, RecordSource
 from pytake_plumbing.logs import configure_logging, get_logger
-from pytake_plumbing.messaging import make_broker
 from pytake_plumbing.record_producer import RecordProducer
-from pytake_plumbing.service_app import build_service_app, kafka_reachable
+from pytake_plumbing.service_app import Producer, build_service_app
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.db.receipts import PostgresReceiptStore
@@ -40,36 +38,32 @@ log = get_logger(__name__)
 
 
 def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource | None = None,
-               broker: KafkaBroker | None = None, publisher: EventSink | None = None) -> FastAPI:
+               producer: GatewayProducer | None = None, source: RecordSource | None = None) -> FastAPI:
     """The front door: Meta's webhooks, stored in the intake topic before they are acknowledged.
 
-    `publisher` defaults to the lean record producer; unit tests pass one on FastStream's test broker.
+    Unit tests pass an in-memory `producer`, and a `source` for the registry changes.
     """
     settings = settings or GatewaySettings()
     configure_logging(SERVICE, settings.log_level)
-    broker = broker or make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
-    # A lean producer (no per-record middleware): the webhook's span already covers the publish.
+    configure_tracing(SERVICE)
     # A short linger lets one produce request carry the records of many concurrent webhooks:
     # the broker's cost is per request, and a few ms are well inside Meta's patience.
-    on_startup: list = []
+    producer = producer or RecordProducer(settings, f"pytake-{SERVICE}", linger_ms=settings.publish_linger_ms,
+                                          max_record_bytes=INTAKE_RECORD_MAX_BYTES)
     on_shutdown: list = []
-    if publisher is None:
-        publisher = _record_producer(settings, f"{SERVICE}-webhooks", on_startup, on_shutdown,
-                                     linger_ms=settings.publish_linger_ms, max_record_bytes=INTAKE_RECORD_MAX_BYTES)
-    sink = KafkaEventSink(publisher, settings.publish_timeout_s)
+    sink = KafkaEventSink(producer, settings.publish_timeout_s)
 
     if secrets is None:
         secrets, close_secrets = _secret_source(settings)
         on_shutdown.append(close_secrets)
+    consumers: list[Consumer] = []
     if isinstance(secrets, RegistrySecretSource):
-        kafka.register(broker, settings, secrets)
-
-    async def kafka_ready() -> bool:
-        return await kafka_reachable(broker)
+        consumers = kafka.consumers(settings, secrets, source)
 
     # FastAPI's spans (server, dependencies, endpoint, serialisation) cost more per webhook
     # than its durable publish: the webhook POST has one span of its own (WebhookFastPath).
-    app = build_service_app(SERVICE, broker, readiness=[kafka_ready], on_startup=on_startup,
+    app = build_service_app(SERVICE, producer,
+                            on_started=[c.start for c in consumers], on_stopping=[c.stop for c in consumers],
                             on_shutdown=on_shutdown,
                             telemetry={"operation_spans": False, "exclude": is_webhook_post})
     metrics = GatewayMetrics()
@@ -78,7 +72,6 @@ def create_app(settings: GatewaySettings | None = None, *, secrets: SecretSource
     endpoints = WebhookEndpoints(ingestor, limiter, metrics, settings.max_body_bytes)
     app.include_router(webhook_router(endpoints))
     app.include_router(metrics_router(metrics))
-    app.state.broker = broker
     app.state.webhooks = endpoints
     app.state.metrics = metrics
     app.state.secrets = secrets
@@ -104,44 +97,32 @@ def _secret_source(settings: GatewaySettings):  # noqa: ANN202 - (source, closer
 
 
 def create_forwarder_app(settings: GatewaySettings | None = None, *, receipts: ReceiptStore | None = None,
-                         broker: KafkaBroker | None = None, publisher: EventSink | None = None,
-                         source: RecordSource | None = None) -> FastAPI:
+                         producer: GatewayProducer | None = None, source: RecordSource | None = None) -> FastAPI:
     """Behind the front door: stored webhooks split into events, each passed downstream once."""
     settings = settings or GatewaySettings()
     configure_logging(FORWARDER, settings.log_level)
-    broker = broker or make_broker(settings, FORWARDER, tracer_provider=configure_tracing(FORWARDER))
+    configure_tracing(FORWARDER)
+    # The forwarder waits as long as Kafka takes (the producer reports a failure after its
+    # delivery timeout): a batch is committed only once every event of it is acknowledged.
+    producer = producer or RecordProducer(settings, f"pytake-{FORWARDER}", linger_ms=settings.forward_linger_ms)
     on_startup: list = []
     on_shutdown: list = []
-    if publisher is None:
-        # The forwarder waits as long as Kafka takes (the producer reports a failure after its
-        # delivery timeout): a batch is committed only once every event of it is acknowledged.
-        publisher = _record_producer(settings, FORWARDER, on_startup, on_shutdown,
-                                     linger_ms=settings.forward_linger_ms)
     if receipts is None:
         receipts, start_receipts, stop_receipts = _receipt_store(settings)
         on_startup.append(start_receipts)
         on_shutdown.append(stop_receipts)
     metrics = ForwarderMetrics()
-    consumer = forwarder.register(broker, settings, receipts, publisher, metrics, source)
-
-    async def kafka_ready() -> bool:
-        return await kafka_reachable(broker)
-
-    app = build_service_app(FORWARDER, broker, readiness=[kafka_ready], on_startup=on_startup,
-                            on_started=[consumer.start], on_stopping=[consumer.stop], on_shutdown=on_shutdown)
+    consumers = forwarder.consumers(settings, receipts, producer, metrics, producer, source)
+    app = build_service_app(FORWARDER, producer, on_startup=on_startup,
+                            on_started=[c.start for c in consumers], on_stopping=[c.stop for c in consumers],
+                            on_shutdown=on_shutdown)
     app.include_router(metrics_router(metrics))
-    app.state.broker = broker
     app.state.metrics = metrics
     return app
 
 
-def _record_producer(settings: GatewaySettings, name: str, on_startup: list, on_shutdown: list,
-                     **options: Any) -> RecordProducer:
-    """A lean producer (librdkafka, no per-record middleware), started and stopped with the app."""
-    producer = RecordProducer(settings, f"pytake-{name}", **options)
-    on_startup.append(producer.start)
-    on_shutdown.append(producer.stop)
-    return producer
+class GatewayProducer(EventSink, DeadLetterSink, Producer, Protocol):
+    """What the gateway's apps publish with (a RecordProducer, or an in-memory one in unit tests)."""
 
 
 def _receipt_store(settings: GatewaySettings):  # noqa: ANN202 - (store, start, stop)

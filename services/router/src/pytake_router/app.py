@@ -13,10 +13,9 @@ from pytake_plumbing.auth import AuthSettings
 from pytake_plumbing.database import make_engine, make_session_factory
 from pytake_plumbing.errors import error_body
 from pytake_plumbing.logs import configure_logging, log_context
-from pytake_plumbing.messaging import EventPublisher, make_broker
 from pytake_plumbing.record_producer import RecordProducer
-from pytake_plumbing.revocations import RevocationFeed, RevocationView
-from pytake_plumbing.service_app import build_service_app, kafka_reachable
+from pytake_plumbing.revocations import RevocationView, revocation_feed
+from pytake_plumbing.service_app import build_service_app
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.crypto import SecretBox
@@ -56,16 +55,13 @@ def create_app(settings: RouterSettings | None = None, auth: AuthSettings | None
             return await RegistryRepository(session).route_for(phone_number_id)
 
     cache = RouteCache(lookup, settings.route_cache_ttl_s)
-    broker = make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
-    producer = RecordProducer(settings, f"pytake-{SERVICE}-routing")
-    consumer = kafka.register(broker, settings, cache, producer, max_records=settings.route_batch_max_records)
-    relay = OutboxRelay(sessions, EventPublisher(broker, settings), poll_interval_s=settings.outbox_poll_interval_s)
+    configure_tracing(SERVICE)
+    producer = RecordProducer(settings, f"pytake-{SERVICE}")
+    consumers = kafka.consumers(settings, cache, producer, max_records=settings.route_batch_max_records)
+    relay = OutboxRelay(sessions, producer, poll_interval_s=settings.outbox_poll_interval_s)
 
     def uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(sessions, on_commit=relay.wake)
-
-    async def kafka_ready() -> bool:
-        return await kafka_reachable(broker)
 
     async def close_db() -> None:
         await engine.dispose()
@@ -76,11 +72,12 @@ def create_app(settings: RouterSettings | None = None, auth: AuthSettings | None
         await http_flows.close()
 
     revocations = RevocationView(auth.access_ttl_s)
-    feed = RevocationFeed(settings, revocations, auth.access_ttl_s)
-    app = build_service_app(SERVICE, broker, readiness=[kafka_ready, feed.ready],
-                            on_startup=[producer.start, feed.start],
-                            on_started=[consumer.start, relay.start],
-                            on_stopping=[consumer.stop], on_shutdown=[relay.stop, feed.stop, producer.stop, close_db, close_flow_directory],
+    feed = revocation_feed(settings, revocations, auth.access_ttl_s)
+    app = build_service_app(SERVICE, producer, readiness=[feed.ready],
+                            on_startup=[feed.start],
+                            on_started=[*(consumer.start for consumer in consumers), relay.start],
+                            on_stopping=[consumer.stop for consumer in consumers],
+                            on_shutdown=[relay.stop, feed.stop, close_db, close_flow_directory],
                             title="PyTake router: tenants and routing")
     management = Management(uow, box, passwords, flow_directory or http_flows)
     accounts = Accounts(uow, passwords, auth, throttle=LoginThrottle(uow, settings.login_throttle_policy()))

@@ -12,9 +12,8 @@ from fastapi import FastAPI
 from pytake_plumbing.backoff import Backoff
 from pytake_plumbing.database import make_engine, make_session_factory
 from pytake_plumbing.logs import configure_logging
-from pytake_plumbing.messaging import EventPublisher, make_broker
 from pytake_plumbing.record_producer import RecordProducer
-from pytake_plumbing.service_app import build_service_app, kafka_reachable
+from pytake_plumbing.service_app import build_service_app
 from pytake_plumbing.tracing import configure_tracing
 
 from .adapters.credentials import RegistryCredentials
@@ -39,10 +38,8 @@ def create_app(settings: SenderSettings | None = None) -> FastAPI:
     graph = GraphApiClient(settings.graph_api_base_url, settings.graph_api_version, settings.graph_api_timeout_s,
                            settings.graph_api_connections, settings.graph_api_keepalive_s)
     credentials = RegistryCredentials(settings.router_internal_url, settings.internal_token.get_secret_value())
-    broker = make_broker(settings, SERVICE, tracer_provider=configure_tracing(SERVICE))
-    publisher = EventPublisher(broker, settings)
-    # Outcome events go out on every send: through the lean producer, not FastStream's publish.
-    outcomes = RecordProducer(settings, f"pytake-{SERVICE}-outcomes")
+    configure_tracing(SERVICE)
+    producer = RecordProducer(settings, f"pytake-{SERVICE}")
     direct = DirectPool(settings.database_url, settings.db_schema(SERVICE), size=settings.db_pool_size)
     deliveries = DeliveryRepository(sessions, direct)
     permits = PermitStore(sessions, settings.default_messages_per_second, settings.max_messages_per_second)
@@ -51,18 +48,17 @@ def create_app(settings: SenderSettings | None = None) -> FastAPI:
     throughput = Throughput(permits, Release, holder, settings.permit_lease_s, settings.permit_ttl_s)
     sender = Sender(
         graph, credentials, deliveries, throughput, PairLimits(settings.pair_interval_s, settings.pair_burst),
-        permits, outcomes,
+        permits, producer,
         SendPolicy(max_attempts=settings.max_attempts, retry_window_s=settings.retry_window_s,
                    backoff=Backoff(settings.backoff_base_s, settings.backoff_max_s),
                    uncertain_resolve_s=settings.uncertain_resolve_s,
                    spam_pause_s=settings.spam_pause_s))
-    kafka.register(broker, settings, deliveries, publisher, credentials.forget)
-    outbound = kafka.outbound_consumer(settings, sender, publisher)
+    consumers = kafka.consumers(settings, sender, deliveries, producer, credentials.forget)
 
-    async def stop_outbound() -> None:
-        await outbound.stop()
+    async def stop_consumers() -> None:
+        for consumer in reversed(consumers):
+            await consumer.stop()
         await throughput.close()
-        await outcomes.stop()
 
     async def close() -> None:
         await graph.close()
@@ -70,9 +66,6 @@ def create_app(settings: SenderSettings | None = None) -> FastAPI:
         await direct.close()
         await engine.dispose()
 
-    async def kafka_ready() -> bool:
-        return await kafka_reachable(broker)
-
-    return build_service_app(SERVICE, broker, readiness=[kafka_ready], on_startup=[outcomes.start],
-                             on_started=[outbound.start],
-                             on_stopping=[stop_outbound], on_shutdown=[close])
+    return build_service_app(SERVICE, producer,
+                             on_started=[consumer.start for consumer in consumers],
+                             on_stopping=[stop_consumers], on_shutdown=[close])

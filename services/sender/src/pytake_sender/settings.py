@@ -38,7 +38,6 @@ class SenderSettings(CommonSettings):
     # The consumer: records held in memory, and conversations worked on at once.
     max_buffered: int = Field(default=5000, ge=1, alias="SENDER_MAX_BUFFERED")
     max_active: int = Field(default=512, ge=1, alias="SENDER_MAX_ACTIVE")
-    commit_interval_s: float = Field(default=1.0, gt=0, alias="SENDER_COMMIT_INTERVAL_S")
     db_pool_size: int = Field(default=10, ge=1, alias="SENDER_DB_POOL_SIZE")
 
     @property

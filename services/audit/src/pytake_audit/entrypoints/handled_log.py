@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
-from aiokafka import ConsumerRecord
+from pytake_plumbing.record_source import Record
 
 from pytake_contracts import Event
 
 LOGGER = "pytake_audit.entrypoints.handled_log"
 
 
-def lines(handled: Sequence[tuple[ConsumerRecord, Event]], now: datetime) -> list[str]:
+def lines(handled: Sequence[tuple[Record, Event]], now: datetime) -> list[str]:
     common = {"event": "event_handled", **structlog.contextvars.get_contextvars(), "level": "info",
               "logger": LOGGER, "timestamp": now.isoformat().replace("+00:00", "Z")}
     return [json.dumps({"topic": record.topic, "partition": record.partition, "offset": record.offset,
@@ -32,7 +32,7 @@ def lines(handled: Sequence[tuple[ConsumerRecord, Event]], now: datetime) -> lis
             for record, event in handled]
 
 
-def write(handled: Sequence[tuple[ConsumerRecord, Event]]) -> None:
+def write(handled: Sequence[tuple[Record, Event]]) -> None:
     if not handled or not logging.getLogger(LOGGER).isEnabledFor(logging.INFO):
         return
     try:

@@ -2,28 +2,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from faststream.kafka import KafkaBroker
-
 from pytake_contracts import Event
 from pytake_contracts.topics import CATALOG
-
-from pytake_plumbing.batch_consumer import subscribe_batch
-from pytake_plumbing.kafka_loop import BatchLoop
+from pytake_plumbing.consumer import Consumer, DeadLetterSink, RecordSource, Subscription
 
 from ..service.record import EventStore, RetentionPolicy, record_events
 from ..settings import AuditSettings
 from . import handled_log
 
 
-def register(broker: KafkaBroker, settings: AuditSettings, store: EventStore,
-             retention: RetentionPolicy) -> BatchLoop:
+def consumers(settings: AuditSettings, store: EventStore, retention: RetentionPolicy,
+              dead_letters: DeadLetterSink, source: RecordSource | None = None) -> list[Consumer]:
+    """`source` stands in for Kafka in unit tests."""
     async def handle(events: Sequence[Event]) -> None:
         await record_events(events, store, retention)
 
     # Every topic the catalog lists audit as a consumer of: all but the gateway's own intake,
     # whose webhooks reach audit as the events the forwarder splits them into.
     audited = [spec for spec in CATALOG if "audit" in spec.consumers]
-    return subscribe_batch(broker, settings, audited, service="audit", handler=handle,
-                           max_records=settings.batch_max_records,
-                           write_chunk=settings.write_chunk, writes_in_flight=settings.writes_in_flight,
-                           on_handled=handled_log.write)
+    # Order does not matter to audit (each event is a document of its own): `writes_in_flight` lanes
+    # write at once, each keeping its partitions in order.
+    record = Subscription(audited, group="audit", handler=handle, batch=settings.write_chunk,
+                          lanes=lambda r: r.partition % settings.writes_in_flight, on_handled=handled_log.write)
+    return [Consumer(settings, record, dead_letters=dead_letters, max_buffered=settings.batch_max_records,
+                     source=source)]

@@ -237,8 +237,7 @@ class ConversationEngine:
         """Returns False when the message was a redelivery and nothing changed."""
         return await self.handle_inbound_batch([event]) == 1
 
-    async def handle_inbound_batch(self, events: Sequence[InboundMessageRouted],
-                                   after_commit: Callable[[], None] | None = None) -> int:
+    async def handle_inbound_batch(self, events: Sequence[InboundMessageRouted]) -> int:
         """Apply a batch of inbound messages in one transaction, in order; returns how many were new."""
         for event in events:
             if event.payload.route.flow_id is None:
@@ -264,8 +263,6 @@ class ConversationEngine:
             await tx.session.flush()
             await tx.outbox.add_many(outbox)
             await tx.commit()
-        if after_commit is not None:
-            after_commit()
         return len(todo)
 
     @staticmethod

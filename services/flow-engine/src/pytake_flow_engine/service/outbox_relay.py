@@ -8,14 +8,11 @@ publishes those rows again: consumers deduplicate by event_id.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from datetime import datetime
 
-from faststream.kafka import KafkaBroker
-from opentelemetry import context, propagate
-
 from pytake_plumbing.logs import get_logger
+from pytake_plumbing.record_producer import RecordProducer, encoded_record
 
 from ..adapters.db.unit_of_work import SqlUnitOfWork
 
@@ -23,10 +20,10 @@ log = get_logger(__name__)
 
 
 class OutboxRelay:
-    def __init__(self, uow_factory: Callable[[], SqlUnitOfWork], broker: KafkaBroker,
+    def __init__(self, uow_factory: Callable[[], SqlUnitOfWork], producer: RecordProducer,
                  clock: Callable[[], datetime], batch: int = 500) -> None:
         self._uow_factory = uow_factory
-        self._broker = broker
+        self._producer = producer
         self._clock = clock
         self._batch = batch
         self._lock = asyncio.Lock()
@@ -41,26 +38,10 @@ class OutboxRelay:
                     rows = await tx.outbox.claim_pending(self._batch)
                     if not rows:
                         return published
-                    pending = []
-                    for row in rows:
-                        event = row.event
-                        # Publish inside the event's own trace, even from the background relay.
-                        carrier = {"traceparent": event.get("traceparent") or "",
-                                   "tracestate": event.get("tracestate") or ""}
-                        token = context.attach(propagate.extract(carrier))
-                        try:
-                            # Queued in seq order; the producer keeps that order per partition.
-                            pending.append(await self._broker.publish(
-                                json.dumps(event, separators=(",", ":")).encode(), row.topic, key=row.key.encode(),
-                                headers={"event_type": event["event_type"],
-                                         "schema_version": str(event["schema_version"]),
-                                         "content-type": "application/json"},
-                                correlation_id=event.get("correlation_id"),
-                                no_confirm=True,
-                            ))
-                        finally:
-                            context.detach(token)
-                    await asyncio.gather(*pending)
+                    # In seq order; the producer keeps that order per partition. The rows carry their
+                    # trace context, which goes into the records' headers.
+                    await self._producer.publish_encoded(
+                        [encoded_record(row.topic, row.key, row.event) for row in rows])
                     await tx.outbox.mark_published([row.id for row in rows], self._clock())
                     await tx.commit()
                     published += len(rows)

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from faststream.kafka import KafkaBroker
-
 from pytake_contracts import Event, WebhookReceived
 from pytake_contracts.topics import WEBHOOK_INTAKE
-from pytake_plumbing.batch_consumer import subscribe_batch
-from pytake_plumbing.kafka_loop import BatchLoop, RecordSource
+from pytake_plumbing.consumer import Consumer, DeadLetterSink, RecordSource, Subscription
 from pytake_plumbing.logs import get_logger
 
 from ..adapters.metrics import ForwarderMetrics
@@ -20,8 +17,9 @@ from ..settings import GatewaySettings
 log = get_logger(__name__)
 
 
-def register(broker: KafkaBroker, settings: GatewaySettings, receipts: ReceiptStore, sink: EventSink,
-             metrics: ForwarderMetrics, source: RecordSource | None = None) -> BatchLoop:
+def consumers(settings: GatewaySettings, receipts: ReceiptStore, sink: EventSink, metrics: ForwarderMetrics,
+              dead_letters: DeadLetterSink, source: RecordSource | None = None) -> list[Consumer]:
+    """`source` stands in for Kafka in unit tests."""
     async def handle(events: Sequence[Event]) -> None:
         received = [event for event in events if isinstance(event, WebhookReceived)]
         outcome = await forward_webhooks(received, receipts, sink)
@@ -34,7 +32,7 @@ def register(broker: KafkaBroker, settings: GatewaySettings, receipts: ReceiptSt
         log.info("webhooks_forwarded", webhooks=len(received), events=len(outcome.forwarded),
                  duplicates=outcome.duplicates[:50], ignored=outcome.ignored[:50])
 
-    # A poison webhook fails its batch, then is retried alone and dead-lettered (see BatchConsumer).
-    return subscribe_batch(broker, settings, [WEBHOOK_INTAKE], service="gateway-forwarder", handler=handle,
-                           accepts=(WebhookReceived,), max_records=settings.forward_batch_max_records,
-                           source=source)
+    # A poison webhook (UnreadableWebhook) fails its batch, is then tried alone and dead-lettered.
+    forward = Subscription([WEBHOOK_INTAKE], group="gateway-forwarder", handler=handle, accepts=(WebhookReceived,),
+                           batch=settings.forward_batch_max_records)
+    return [Consumer(settings, forward, dead_letters=dead_letters, source=source)]

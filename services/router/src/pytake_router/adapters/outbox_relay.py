@@ -18,7 +18,7 @@ from pytake_contracts import decode_event
 from pytake_contracts.topics import CATALOG
 from pytake_plumbing.backoff import OUTAGE
 from pytake_plumbing.logs import get_logger
-from pytake_plumbing.messaging import EventPublisher
+from pytake_plumbing.record_producer import RecordProducer
 
 from .db.repository import OutboxRepository
 
@@ -27,7 +27,7 @@ TOPICS = {spec.name: spec for spec in CATALOG}
 
 
 class OutboxRelay:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], publisher: EventPublisher, *,
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], publisher: RecordProducer, *,
                  poll_interval_s: float = 1.0, batch: int = 100) -> None:
         self._sessions = sessions
         self._publisher = publisher

@@ -132,6 +132,18 @@ async def route_event(event: Event, cache: RouteCache, publisher: Publisher) -> 
         await publisher.publish(*outgoing)
 
 
+async def route_batch(events: Sequence[Event], cache: RouteCache, publisher: BatchPublisher) -> None:
+    """Routes a batch of webhook events and publishes the results together: the batch waits for
+    Kafka's acknowledgements once, whatever its size. Nothing is published unless every event was
+    routed; a batch handed again after a failure may publish duplicates (consumers deduplicate by wamid)."""
+    outgoing: list[Outgoing] = []
+    for event in events:
+        result = await routed(event, cache)
+        if result is not None:
+            outgoing.append(result)
+    await publisher.publish_all(outgoing)
+
+
 def on_registry_changed(event: RegistryChanged, cache: RouteCache) -> None:
     """Drop the routes a registry change may have made stale."""
     change = event.payload

@@ -1,55 +1,52 @@
-"""Kafka wiring of the sender: the outbound lanes, status joins, registry cache refresh."""
+"""Kafka wiring of the sender: the credentials cache refresh, status joins, outbound lanes."""
 
 from __future__ import annotations
 
-from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker
+from collections.abc import Awaitable, Callable
+from uuid import UUID
 
-from pytake_contracts import Event, RegistryChanged, StatusRouted, decode_event
-from pytake_contracts.topics import DEAD_LETTERS, MESSAGES_OUTBOUND, REGISTRY_CHANGES, STATUSES_ROUTED
-from pytake_plumbing.logs import get_logger
-from pytake_plumbing.messaging import EventPublisher, dead_letter_event, subscribe
+from pytake_contracts import Event, OutboundMessageRequested, RegistryChanged, StatusRouted
+from pytake_contracts.topics import MESSAGES_OUTBOUND, REGISTRY_CHANGES, STATUSES_ROUTED
+from pytake_plumbing.consumer import BY_KEY, Consumer, Subscription, each
+from pytake_plumbing.record_producer import RecordProducer
 
-from ..service.send import PRODUCER, Sender
+from ..service.send import Sender
 from ..service.statuses import StatusJoins, join_status
 from ..settings import SenderSettings
-from .outbound_consumer import OutboundConsumer
-
-log = get_logger(__name__)
 
 
-def outbound_consumer(settings: SenderSettings, sender: Sender, publisher: EventPublisher) -> OutboundConsumer:
-    async def dead_letter(record: ConsumerRecord, error: str, attempts: int) -> None:
-        try:
-            correlation = decode_event(record.value or b"").correlation_id
-        except ValueError:
-            correlation = "unknown"
-        letter = dead_letter_event(record, consumer=PRODUCER, error=error, attempts=attempts,
-                                   correlation_id=correlation)
-        await publisher.publish(DEAD_LETTERS, letter, record.topic)
-
-    return OutboundConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, topic=settings.topic(MESSAGES_OUTBOUND),
-        group_id=settings.consumer_group("sender"), handler=sender.handle, dead_letter=dead_letter,
-        max_buffered=settings.max_buffered, max_active=settings.max_active,
-        commit_interval_s=settings.commit_interval_s,
-        membership=settings.group_membership(settings.consumer_group("sender")))
+def outbound_requests(send: Callable[[OutboundMessageRequested], Awaitable[object]]) -> Subscription:
+    """A lane per conversation (the topic's key): one waiting on a retry, the pair limit or an
+    unanswered send holds up no other, and each keeps its order."""
+    # `accepts` hands `send` only requests (other events on the topic are skipped).
+    return Subscription([MESSAGES_OUTBOUND], group="sender", handler=each(send),  # type: ignore[arg-type]
+                        batch=1, lanes=BY_KEY, accepts=(OutboundMessageRequested,))
 
 
-def register(broker: KafkaBroker, settings: SenderSettings, deliveries: StatusJoins, publisher: EventPublisher,
-             forget_credentials) -> None:  # type: ignore[no-untyped-def]
-    async def on_status(event: Event) -> None:
-        assert isinstance(event, StatusRouted)
-        await join_status(event, deliveries, publisher)
-
-    # A group of its own, apart from the outbound consumer's.
-    subscribe(broker, settings, [STATUSES_ROUTED], service="sender-statuses", handler=on_status,
-              accepts=(StatusRouted,))
+def consumers(settings: SenderSettings, sender: Sender, deliveries: StatusJoins, publisher: RecordProducer,
+              forget_credentials: Callable[[UUID, str], None]) -> list[Consumer]:
+    """Started in this order and stopped in the reverse: the outbound lanes stop first, while
+    statuses are still joined (a lane waiting on an unanswered send waits for its status)."""
 
     async def on_registry_change(event: Event) -> None:
         assert isinstance(event, RegistryChanged)
         if event.organization_id and event.payload.phone_number_id:
             forget_credentials(event.organization_id, event.payload.phone_number_id)
 
-    subscribe(broker, settings, [REGISTRY_CHANGES], service="sender", handler=on_registry_change,
-              accepts=(RegistryChanged,), broadcast=True)
+    async def on_status(event: Event) -> None:
+        assert isinstance(event, StatusRouted)
+        await join_status(event, deliveries, publisher)
+
+    return [
+        # Every replica drops its own cached token.
+        Consumer(settings, Subscription([REGISTRY_CHANGES], group="sender-credentials",
+                                        handler=each(on_registry_change), batch=1, accepts=(RegistryChanged,),
+                                        broadcast=True),
+                 dead_letters=None),
+        # A group of its own, apart from the outbound one: statuses are joined while lanes wait.
+        Consumer(settings, Subscription([STATUSES_ROUTED], group="sender-statuses", handler=each(on_status),
+                                        batch=1, accepts=(StatusRouted,)),
+                 dead_letters=publisher),
+        Consumer(settings, outbound_requests(sender.handle), dead_letters=publisher,
+                 max_buffered=settings.max_buffered, max_active=settings.max_active),
+    ]

@@ -4,7 +4,6 @@ from uuid import uuid4
 from pytake_contracts import MessageStatusUpdated, StatusRouted
 from pytake_sender.adapters.batching import Coalescer
 from pytake_sender.adapters.db.repository import ClaimRequest
-from pytake_sender.entrypoints.outbound_consumer import PartitionOffsets
 from pytake_sender.service.statuses import join_status
 from sender_fakes import ORG, FakeDeliveries, RecordingPublisher
 
@@ -50,19 +49,6 @@ async def test_status_of_another_tenant_joins_nothing() -> None:
     await _sent_request(deliveries, "wamid.C")
     assert await join_status(_status(None, "wamid.C", "read", org=uuid4()), deliveries, publisher) == "unknown"
     assert publisher.events == []
-
-
-def test_offsets_commit_only_up_to_the_lowest_unfinished() -> None:
-    offsets = PartitionOffsets()
-    for offset in (10, 11, 12, 13):
-        offsets.add(offset)
-    offsets.finish(11)
-    offsets.finish(13)
-    assert offsets.committable is None  # 10 is still in flight
-    offsets.finish(10)
-    assert offsets.committable == 12
-    offsets.finish(12)
-    assert offsets.committable == 14 and offsets.drained.is_set()
 
 
 async def test_coalescer_batches_calls_made_during_a_flush() -> None:
