@@ -27,10 +27,28 @@ RUN_DIR=$STATE_DIR/run
 CONF_DIR=$STATE_DIR/conf
 
 HOST=127.0.0.1
-KAFKA_PORT=${PYTAKE_KAFKA_PORT:-19092}
-KAFKA_CONTROLLER_PORT=${PYTAKE_KAFKA_CONTROLLER_PORT:-19093}
-POSTGRES_PORT=${PYTAKE_POSTGRES_PORT:-15432}
-MONGO_PORT=${PYTAKE_MONGO_PORT:-27117}
+DEFAULT_KAFKA_PORT=19092
+DEFAULT_KAFKA_CONTROLLER_PORT=19093
+DEFAULT_POSTGRES_PORT=15432
+DEFAULT_MONGO_PORT=27117
+KAFKA_PORT=${PYTAKE_KAFKA_PORT:-$DEFAULT_KAFKA_PORT}
+KAFKA_CONTROLLER_PORT=${PYTAKE_KAFKA_CONTROLLER_PORT:-$DEFAULT_KAFKA_CONTROLLER_PORT}
+POSTGRES_PORT=${PYTAKE_POSTGRES_PORT:-$DEFAULT_POSTGRES_PORT}
+MONGO_PORT=${PYTAKE_MONGO_PORT:-$DEFAULT_MONGO_PORT}
+PORT_VARS=(KAFKA_PORT KAFKA_CONTROLLER_PORT POSTGRES_PORT MONGO_PORT)
+# Where a port is held by a process this state dir did not start (another clone's
+# servers, say), `up` moves to a free port and keeps the choice here, so `env` and
+# later runs agree. A port set with PYTAKE_<NAME>_PORT is never moved.
+PORTS_FILE=$RUN_DIR/ports
+if [[ -f $PORTS_FILE ]]; then
+  while IFS='=' read -r key value; do
+    explicit=PYTAKE_$key
+    if [[ " ${PORT_VARS[*]} " == *" $key "* && $value =~ ^[0-9]+$ && -z ${!explicit:-} ]]; then
+      printf -v "$key" '%s' "$value"
+    fi
+  done <"$PORTS_FILE"
+  unset key value explicit
+fi
 
 # Kafka 4.1.x: KRaft only, Java 17+; librdkafka (confluent-kafka) was checked against it.
 KAFKA_VERSION=${PYTAKE_KAFKA_VERSION:-4.1.2}
@@ -112,6 +130,39 @@ cmd_pattern() {
 }
 
 pid_file() { echo "$RUN_DIR/$1.pid"; }
+
+# Picks the port in variable $1 for the server $2 about to start: its default if free,
+# else (unless PYTAKE_$1 fixes it) the next free port not recorded for another server
+# of this state dir; records the choice.
+claim_port() {
+  local var=$1 name=$2 explicit=PYTAKE_$1 default=DEFAULT_$1 port taken=" " v
+  if [[ -n ${!explicit:-} ]]; then
+    port_open "${!var}" && die "$name: port $HOST:${!var} ($explicit) is already in use by another process"
+    return 0
+  fi
+  printf -v "$var" '%s' "${!default}"
+  if ! port_open "${!var}"; then
+    save_ports
+    return 0
+  fi
+  for v in "${PORT_VARS[@]}"; do [[ $v == "$var" ]] || taken+="${!v} "; done
+  for ((port = ${!var} + 1; port < ${!var} + 200; port++)); do
+    if [[ $taken != *" $port "* ]] && ! port_open "$port"; then
+      log "$name: port $HOST:${!var} is in use by a process this state dir did not start; using $port"
+      printf -v "$var" '%s' "$port"
+      save_ports
+      return 0
+    fi
+  done
+  die "$name: port $HOST:${!var} is in use and no free port follows it"
+}
+
+save_ports() {
+  local v
+  mkdir -p "$RUN_DIR"
+  for v in "${PORT_VARS[@]}"; do echo "$v=${!v}"; done >"$PORTS_FILE.tmp"
+  mv -f "$PORTS_FILE.tmp" "$PORTS_FILE"
+}
 
 # Prints the PID of a running server; removes a stale PID file. Fails if not running.
 running_pid() {
@@ -277,8 +328,8 @@ kafka_start() {
     log "kafka: already running (pid $pid, port $KAFKA_PORT)"
     return 0
   fi
-  port_open "$KAFKA_PORT" && die "kafka: port $HOST:$KAFKA_PORT is already in use by another process"
-  port_open "$KAFKA_CONTROLLER_PORT" && die "kafka: controller port $HOST:$KAFKA_CONTROLLER_PORT is already in use by another process"
+  claim_port KAFKA_PORT kafka
+  claim_port KAFKA_CONTROLLER_PORT kafka
   JAVA=$(find_java)
   kafka_write_config
   kafka_java_cmd
@@ -404,7 +455,7 @@ postgres_start() {
     log "postgres: already running (pid $pid, port $POSTGRES_PORT)"
     return 0
   fi
-  port_open "$POSTGRES_PORT" && die "postgres: port $HOST:$POSTGRES_PORT is already in use by another process"
+  claim_port POSTGRES_PORT postgres
   postgres_prepare_dirs
   rotate_log postgres
   postgres_initdb
@@ -567,7 +618,7 @@ mongo_start() {
     log "mongo: already running (pid $pid, port $MONGO_PORT)"
     return 0
   fi
-  port_open "$MONGO_PORT" && die "mongo: port $HOST:$MONGO_PORT is already in use by another process"
+  claim_port MONGO_PORT mongo
   bin=$(mongo_find_bin) || die "mongo: FerretDB not installed"
   mongo_storage
   mkdir -p "$DATA_DIR/mongo"
@@ -649,13 +700,8 @@ cmd_up() {
   local names=("$@") first=() n
   # FerretDB over PostgreSQL: PostgreSQL comes up (and is ready) before it.
   if [[ $MONGO_BACKEND == postgresql ]] && has_name mongo "${names[@]}"; then
-    if ! has_name postgres "${names[@]}"; then
-      if ! running_pid postgres >/dev/null && port_open "$POSTGRES_PORT"; then
-        die "mongo: FerretDB stores in PostgreSQL, and $HOST:$POSTGRES_PORT is a server this state dir" \
-          "did not start: give this instance its own PYTAKE_POSTGRES_PORT too (or PYTAKE_MONGO_BACKEND=sqlite)"
-      fi
-      names=(postgres "${names[@]}")
-    fi
+    # Its own PostgreSQL: a server this state dir did not start moves it to another port.
+    has_name postgres "${names[@]}" || names=(postgres "${names[@]}")
     for n in "${names[@]}"; do [[ $n == mongo ]] || first+=("$n"); done
     up_servers "${first[@]}"
     up_servers mongo
