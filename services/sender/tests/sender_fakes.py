@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid4
 
-from pytake_sender.adapters.db.repository import ClaimRequest, Delivery, Outcome, StatusJoin
+from pytake_sender.adapters.db.repository import ClaimRequest, Delivery, Outcome, StatusJoin, StatusSeen
 from pytake_sender.domain.delivery_status import moves_forward
 from pytake_plumbing.backoff import Backoff
 from pytake_sender.service.send import SendPolicy
@@ -116,8 +117,11 @@ class FakeDeliveries:
         row.claim_token, row.status, row.changed_at = uuid4(), "sending", self.clock.now
         return row.claim_token
 
-    async def join_status(self, organization_id: UUID, request_id: UUID | None, wamid: str,
-                          status: str) -> StatusJoin | None:
+    async def join_statuses(self, statuses: Sequence[StatusSeen]) -> list[StatusJoin | None]:
+        return [self.join_status(s.organization_id, s.request_id, s.wamid, s.status) for s in statuses]
+
+    def join_status(self, organization_id: UUID, request_id: UUID | None, wamid: str,
+                    status: str) -> StatusJoin | None:
         matches = [r for r in self.rows.values() if r.organization_id == organization_id
                    and (r.request.request_id == request_id if request_id else r.wamid == wamid)]
         if not matches:
@@ -181,6 +185,9 @@ class RecordingPublisher:
 
     async def publish(self, spec, event, key) -> None:  # type: ignore[no-untyped-def]
         self.published.append((spec.name, event, key))
+
+    async def publish_all(self, items) -> None:  # type: ignore[no-untyped-def]
+        self.published.extend((spec.name, event, key) for spec, event, key in items)
 
     @property
     def events(self) -> list[Any]:

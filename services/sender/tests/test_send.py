@@ -156,7 +156,7 @@ async def test_unanswered_send_resolved_by_its_status_is_not_sent_again() -> Non
 
     async def status_arrives(seconds: float) -> None:
         await FakeClock.sleep(world.clock, seconds)
-        await world.deliveries.join_status(ORG, request.event_id, "wamid.from-status", "sent")
+        world.deliveries.join_status(ORG, request.event_id, "wamid.from-status", "sent")
 
     world.sender._sleep = status_arrives  # the status webhook comes in while the sender waits
     assert await world.sender.handle(request) == "sent"

@@ -14,3 +14,13 @@ def moves_forward(current: str | None, new: str) -> bool:
     if current == "failed":
         return False
     return rank(new) > rank(current)
+
+
+def apply_in_order(current: str | None, statuses: list[str]) -> tuple[str | None, list[bool]]:
+    """Statuses of one message applied one after another: the latest status, and whether each moved it."""
+    moved = []
+    for status in statuses:
+        moved.append(moves_forward(current, status))
+        if moved[-1]:
+            current = status
+    return current, moved

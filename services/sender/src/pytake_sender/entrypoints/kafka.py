@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from uuid import UUID
 
 from pytake_contracts import Event, OutboundMessageRequested, RegistryChanged, StatusRouted
@@ -11,8 +11,11 @@ from pytake_plumbing.consumer import BY_KEY, Consumer, Subscription, each
 from pytake_plumbing.record_producer import RecordProducer
 
 from ..service.send import Sender
-from ..service.statuses import StatusJoins, join_status
+from ..service.statuses import StatusJoins, join_statuses
 from ..settings import SenderSettings
+
+
+STATUS_BATCH = 200
 
 
 def outbound_requests(send: Callable[[OutboundMessageRequested], Awaitable[object]]) -> Subscription:
@@ -33,9 +36,8 @@ def consumers(settings: SenderSettings, sender: Sender, deliveries: StatusJoins,
         if event.organization_id and event.payload.phone_number_id:
             forget_credentials(event.organization_id, event.payload.phone_number_id)
 
-    async def on_status(event: Event) -> None:
-        assert isinstance(event, StatusRouted)
-        await join_status(event, deliveries, publisher)
+    async def on_statuses(events: Sequence[Event]) -> None:
+        await join_statuses(events, deliveries, publisher)  # type: ignore[arg-type] # `accepts` lets only statuses in
 
     return [
         # Every replica drops its own cached token.
@@ -44,8 +46,9 @@ def consumers(settings: SenderSettings, sender: Sender, deliveries: StatusJoins,
                                         broadcast=True),
                  dead_letters=None),
         # A group of its own, apart from the outbound one: statuses are joined while lanes wait.
-        Consumer(settings, Subscription([STATUSES_ROUTED], group="sender-statuses", handler=each(on_status),
-                                        batch=1, accepts=(StatusRouted,)),
+        # A batch at a time: one transaction and one produce for all the statuses in hand.
+        Consumer(settings, Subscription([STATUSES_ROUTED], group="sender-statuses", handler=on_statuses,
+                                        batch=STATUS_BATCH, accepts=(StatusRouted,)),
                  dead_letters=publisher),
         Consumer(settings, outbound_requests(sender.handle), dead_letters=publisher,
                  max_buffered=settings.max_buffered, max_active=settings.max_active),

@@ -9,6 +9,8 @@ message sent twice)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -33,6 +35,16 @@ class DirectPool:
         pool = self._pool or await self._open()
         try:
             return await pool.fetch(query, *args, timeout=self._timeout_s)
+        except CONNECTION_ERRORS as exc:
+            raise ConnectionError(f"PostgreSQL unavailable: {exc!r}"[:300]) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection inside a transaction, for statements that must see and change rows together."""
+        pool = self._pool or await self._open()
+        try:
+            async with pool.acquire(timeout=self._timeout_s) as connection, connection.transaction():
+                yield connection
         except CONNECTION_ERRORS as exc:
             raise ConnectionError(f"PostgreSQL unavailable: {exc!r}"[:300]) from exc
 

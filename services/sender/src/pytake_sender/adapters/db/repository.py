@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
-from sqlalchemy import func, text
+from asyncpg import Record
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ...domain.delivery_status import moves_forward
+from ...domain.delivery_status import apply_in_order
 from ..batching import Coalescer
 from .direct import DirectPool
-from .tables import OutboundDelivery
 
 UNRESOLVED = ("sending", "uncertain")
 
@@ -49,6 +49,38 @@ WHERE d.id = o.id AND d.organization_id = o.org AND d.claim_token = o.token
   AND d.status IN ('sending', 'uncertain')
 RETURNING d.id
 """
+# Status joins, a batch at a time in one transaction: the deliveries the statuses name (by our
+# callback id, else by wamid) are locked in id order, moved forward, and written back in one UPDATE.
+LOCK_FOR_STATUSES = """
+WITH named AS (
+    SELECT d.id FROM unnest($1::uuid[], $2::uuid[]) AS s(org, id)
+    JOIN outbound_deliveries d ON d.id = s.id AND d.organization_id = s.org
+    UNION
+    SELECT d.id FROM unnest($3::uuid[], $4::text[]) AS s(org, wamid)
+    JOIN outbound_deliveries d ON d.wamid = s.wamid AND d.organization_id = s.org
+)
+SELECT id, organization_id, phone_number_id, recipient, conversation_id, contact_key, wamid, status,
+       delivery_status
+FROM outbound_deliveries WHERE id IN (SELECT id FROM named) ORDER BY id FOR UPDATE
+"""
+APPLY_STATUSES = """
+UPDATE outbound_deliveries AS d
+SET status = u.status, wamid = u.wamid, delivery_status = u.delivery_status, updated_at = now(),
+    error_code = CASE WHEN u.resolved THEN NULL ELSE d.error_code END,
+    error_message = CASE WHEN u.resolved THEN NULL ELSE d.error_message END
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[]) AS u(id, status, wamid, delivery_status, resolved)
+WHERE d.id = u.id
+"""
+
+
+@dataclass(frozen=True)
+class StatusSeen:
+    """A status webhook, as far as the join needs it."""
+
+    organization_id: UUID
+    request_id: UUID | None  # from our callback data, when Meta echoed it
+    wamid: str
+    status: str
 
 
 @dataclass(frozen=True)
@@ -138,31 +170,42 @@ class DeliveryRepository:
             await session.commit()
         return token if taken else None
 
-    async def join_status(self, organization_id: UUID, request_id: UUID | None, wamid: str,
-                          status: str) -> StatusJoin | None:
-        """Join a status webhook to the request it belongs to (by our callback id, else by wamid).
-        Any status proves Meta accepted the message: an unresolved request becomes sent."""
-        async with self._sessions() as session:
-            match = OutboundDelivery.id == request_id if request_id else OutboundDelivery.wamid == wamid
-            row = (await session.execute(
-                OutboundDelivery.__table__.select()
-                .where(OutboundDelivery.organization_id == organization_id, match)
-                .with_for_update())).mappings().first()
-            if row is None:
-                return None
-            changes: dict[str, object] = {}
-            if row["status"] in UNRESOLVED:
-                changes.update(status="sent", wamid=wamid, error_code=None, error_message=None)
-            moved = moves_forward(row["delivery_status"], status)
-            if moved:
-                changes["delivery_status"] = status
+    async def join_statuses(self, statuses: Sequence[StatusSeen]) -> list[StatusJoin | None]:
+        """Join status webhooks, in order, to the requests they belong to (None: no such request of
+        that organization). Any status proves Meta accepted the message: an unresolved request
+        becomes sent. Each status moves its delivery forward at most once."""
+        by_id = [s for s in statuses if s.request_id]
+        by_wamid = [s for s in statuses if not s.request_id]
+        async with self._direct.transaction() as connection:
+            rows = await connection.fetch(LOCK_FOR_STATUSES,
+                                          [s.organization_id for s in by_id], [s.request_id for s in by_id],
+                                          [s.organization_id for s in by_wamid], [s.wamid for s in by_wamid])
+            ids = {(row["organization_id"], row["id"]): row for row in rows}
+            wamids: dict[tuple[UUID, str], Record] = {}
+            for row in rows:
+                wamids.setdefault((row["organization_id"], row["wamid"]), row)
+            matched = [ids.get((s.organization_id, s.request_id)) if s.request_id
+                       else wamids.get((s.organization_id, s.wamid)) for s in statuses]
+            joins: list[StatusJoin | None] = [None] * len(statuses)
+            changes = []
+            of_delivery: dict[UUID, list[int]] = {}
+            for i, row in enumerate(matched):
+                if row is not None:
+                    of_delivery.setdefault(row["id"], []).append(i)
+            for mine in of_delivery.values():
+                row = matched[mine[0]]
+                latest, moved = apply_in_order(row["delivery_status"], [statuses[i].status for i in mine])
+                resolved = row["status"] in UNRESOLVED
+                wamid = statuses[mine[0]].wamid if resolved else row["wamid"] or statuses[mine[0]].wamid
+                if resolved or latest != row["delivery_status"]:
+                    changes.append((row["id"], "sent" if resolved else row["status"], wamid, latest, resolved))
+                for i, forward in zip(mine, moved, strict=True):
+                    joins[i] = StatusJoin(request_id=row["id"], phone_number_id=row["phone_number_id"],
+                                          recipient=row["recipient"], conversation_id=row["conversation_id"],
+                                          contact_key=row["contact_key"], wamid=wamid, moved_forward=forward)
             if changes:
-                await session.execute(OutboundDelivery.__table__.update()
-                                      .where(OutboundDelivery.id == row["id"]).values(**changes, updated_at=func.now()))
-            await session.commit()
-        return StatusJoin(request_id=row["id"], phone_number_id=row["phone_number_id"], recipient=row["recipient"],
-                          conversation_id=row["conversation_id"], contact_key=row["contact_key"],
-                          wamid=str(changes.get("wamid") or row["wamid"] or wamid), moved_forward=moved)
+                await connection.execute(APPLY_STATUSES, *(list(column) for column in zip(*changes, strict=True)))
+        return joins
 
     async def _claim_batch(self, requests: Sequence[ClaimRequest]) -> list[Delivery]:
         tokens = [uuid4() for _ in requests]
