@@ -93,6 +93,13 @@ async def test_a_batch_half_redelivered_writes_only_the_new_events(audit: Audit)
     assert await audit.db[EVENTS].count_documents({}) == len(events)
 
 
+async def test_stored_events_scattered_through_a_batch_are_skipped_and_the_rest_written(audit: Audit) -> None:
+    events = scripted_exchange(uuid4())
+    await audit.record(events[1:2] + events[3:5])
+    assert await audit.record(events) == len(events) - 3
+    assert await audit.db[EVENTS].count_documents({}) == len(events)
+
+
 @pytest.mark.parametrize("order", list(itertools.permutations(["sent", "delivered", "read", "read", "message"]))[::7])
 async def test_statuses_apply_monotonically_in_any_order(audit: Audit, order: tuple[str, ...]) -> None:
     org = uuid4()

@@ -86,6 +86,42 @@ async def test_a_lone_record_is_handed_over_at_once() -> None:
     await runtime.stop()
 
 
+async def test_a_lingering_lane_waits_for_a_full_batch_or_its_linger() -> None:
+    source, calls, handed = FakeRecordSource(), [], asyncio.Event()
+
+    async def handler(events: Sequence[Event]) -> None:
+        calls.append([number(e) for e in events])
+        handed.set()
+
+    runtime = consumer(handler, source, batch=3, linger_s=30)
+    await runtime.start()
+    put(source, 1)
+    await asyncio.sleep(0.05)
+    assert calls == []  # one event: waits for more
+    put(source, 2, 3, 4)
+    await asyncio.wait_for(handed.wait(), 1)  # a full batch goes at once, long before the linger is up
+    assert calls[0] == [1, 2, 3]
+    await runtime.stop()  # the lingering rest is left uncommitted, for the next reader
+    assert calls == [[1, 2, 3]] and source.committed == {TP0: 3}
+
+
+async def test_a_short_linger_hands_over_what_came() -> None:
+    source, handed = FakeRecordSource(), asyncio.Event()
+    calls: list[list[int]] = []
+
+    async def handler(events: Sequence[Event]) -> None:
+        calls.append([number(e) for e in events])
+        handed.set()
+
+    runtime = consumer(handler, source, batch=100, linger_s=0.05)
+    await runtime.start()
+    put(source, 1, 2)
+    await asyncio.wait_for(handed.wait(), 1)
+    await source.all_committed()
+    await runtime.stop()
+    assert calls == [[1, 2]]
+
+
 async def test_an_outage_pauses_the_lane_and_the_same_events_are_handed_again() -> None:
     source, calls = FakeRecordSource(), []
 

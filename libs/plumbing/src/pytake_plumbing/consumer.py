@@ -7,7 +7,8 @@ How records flow:
 - A lane handles its records in order, up to `batch` events per handler call: whatever queued
   while the previous call ran, so a backlog goes in batches and an idle pipeline waits for nothing.
   One lane by default (the flow engine's transaction per batch); `lanes=BY_KEY` gives each record
-  key a lane of its own, lanes running concurrently (the sender's conversations).
+  key a lane of its own, lanes running concurrently (the sender's conversations). Off the
+  customer's path, `linger_s` lets a lane wait a moment for a fuller batch (the audit's writes).
 - The fetch loop keeps reading while lanes work, up to `max_buffered` records, then pauses its
   partitions until the lanes catch up (backpressure).
 
@@ -87,6 +88,10 @@ class Subscription:
     handler: BatchHandler
     accepts: tuple[type[Event], ...] = (Event,)  # other events on a shared topic are skipped
     batch: int = 500  # most events per handler call
+    # How long a lane with fewer than `batch` events waits for more before calling the handler:
+    # 0 (no wait) on the customer's path; off it (the audit) a short wait turns a stream of
+    # single-event writes into a few large ones.
+    linger_s: float = 0.0
     lanes: LaneOf = _ONE_LANE
     max_attempts: int = 5
     backoff: Backoff = OUTAGE
@@ -153,6 +158,7 @@ class _Lane:
     working: list[_Item] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     pausing: bool = False  # waiting out an outage: nothing to wait for at a rebalance
+    filling: asyncio.Event | None = None  # set once `batch` events are queued, while lingering
 
 
 class Consumer:
@@ -282,6 +288,8 @@ class Consumer:
         if lane is None:
             lane = self._lanes[key] = _Lane()
         lane.queued.append(item)
+        if lane.filling is not None and len(lane.queued) >= self._sub.batch:
+            lane.filling.set()
         if lane.task is None:
             lane.task = asyncio.create_task(self._work(key, lane))
 
@@ -309,6 +317,10 @@ class Consumer:
         try:
             async with self._active:
                 while lane.queued:
+                    if self._sub.linger_s and len(lane.queued) < self._sub.batch and not self._stopping:
+                        await self._linger(lane)
+                        if not lane.queued:  # its partitions left meanwhile
+                            break
                     while lane.queued and len(lane.working) < self._sub.batch:
                         lane.working.append(lane.queued.popleft())
                     await self._handle(lane)
@@ -330,6 +342,15 @@ class Consumer:
                 del self._lanes[key]
             elif lane.queued and not self._stopping:
                 lane.task = asyncio.create_task(self._work(key, lane))
+
+    async def _linger(self, lane: _Lane) -> None:
+        lane.filling = asyncio.Event()
+        try:
+            await asyncio.wait_for(lane.filling.wait(), self._sub.linger_s)
+        except TimeoutError:
+            pass
+        finally:
+            lane.filling = None
 
     async def _handle(self, lane: _Lane) -> None:
         """Hands the lane's items in hand to the handler; returns once each is handled or dead-lettered."""
@@ -471,6 +492,8 @@ class Consumer:
             kept = deque(item for item in lane.queued if item.tp not in leaving)
             self._buffered -= len(lane.queued) - len(kept)
             lane.queued = kept
+            if lane.filling is not None:  # no lingering on: what is left goes now
+                lane.filling.set()
         busy = [lane.task for lane in self._lanes.values()
                 if lane.task is not None and any(item.tp in leaving for item in lane.working)]
         for lane in self._lanes.values():
