@@ -14,9 +14,8 @@ class AuditSettings(CommonSettings):
     # next batch is read and decoded while the store writes the last.
     write_chunk: int = Field(default=500, ge=1, le=10_000, alias="AUDIT_WRITE_CHUNK")
     writes_in_flight: int = Field(default=2, ge=1, le=16, alias="AUDIT_WRITES_IN_FLIGHT")
-    # How long a write waits for a fuller chunk. Audit is off the customer's path: at 60 msg/s
-    # writing each event as it came cost a MongoDB write (and a PostgreSQL commit under FerretDB)
-    # per event; 0.2 s makes them a few a second.
+    # How long a write waits for a fuller chunk. Audit is off the customer's path: at 60 msg/s it
+    # wrote nearly every event in an insert of its own; 0.2 s makes a few inserts a second.
     write_linger_s: float = Field(default=0.2, ge=0, le=5, alias="AUDIT_WRITE_LINGER_S")
     # Retention of organizations that did not choose their own.
     default_retention_days: int = Field(default=365, ge=1, le=3650, alias="AUDIT_DEFAULT_RETENTION_DAYS")

@@ -139,28 +139,14 @@ class AuditStore:
             raise _as_outage(exc) from exc
 
     async def _insert_new(self, documents: Sequence[dict[str, Any]]) -> int:
-        # Ordered first: FerretDB writes an unordered insert one document per PostgreSQL transaction
-        # (to report each one's error), an ordered one in a few multi-row INSERTs; MongoDB does
-        # either as fast. A duplicate (a redelivery, rare) stops an ordered insert: the rest then
-        # goes unordered, which skips every stored one in one command.
-        events = self._db[EVENTS]
         try:
-            return len((await events.insert_many(list(documents), ordered=True)).inserted_ids)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if not errors or errors[0].get("code") != DUPLICATE_KEY:
-                raise
-            failed = int(errors[0]["index"])  # those before it went in
-        rest = list(documents[failed + 1:])
-        if not rest:
-            return failed
-        try:
-            return failed + len((await events.insert_many(rest, ordered=False)).inserted_ids)
+            result = await self._db[EVENTS].insert_many(list(documents), ordered=False)
+            return len(result.inserted_ids)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(error.get("code") != DUPLICATE_KEY for error in errors):
                 raise
-            return failed + int(exc.details.get("nInserted", len(rest) - len(errors)))
+            return int(exc.details.get("nInserted", len(documents) - len(errors)))
 
     async def delete_expired(self, now: datetime) -> dict[str, int]:
         """The sweeper's work where the server has no TTL monitor."""
