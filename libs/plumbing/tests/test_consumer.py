@@ -105,6 +105,19 @@ async def test_a_lingering_lane_waits_for_a_full_batch_or_its_linger() -> None:
     assert calls == [[1, 2, 3]] and source.committed == {TP0: 3}
 
 
+async def test_a_full_buffer_ends_the_linger() -> None:
+    source, handed = FakeRecordSource(), asyncio.Event()
+
+    async def handler(events: Sequence[Event]) -> None:
+        handed.set()
+
+    runtime = consumer(handler, source, batch=100, linger_s=30, max_buffered=3)
+    put(source, 1, 2, 3)
+    await runtime.start()
+    await asyncio.wait_for(handed.wait(), 2)  # reading paused: waiting for more would wait for nothing
+    await runtime.stop()
+
+
 async def test_a_short_linger_hands_over_what_came() -> None:
     source, handed = FakeRecordSource(), asyncio.Event()
     calls: list[list[int]] = []

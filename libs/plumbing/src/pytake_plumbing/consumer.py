@@ -306,6 +306,9 @@ class Consumer:
         if not self._paused and self._buffered >= self._max_buffered:
             self._source.pause(*self._offsets)
             self._paused = True
+            for lane in self._lanes.values():  # a backlog: no lingering, nothing more comes until they work
+                if lane.filling is not None:
+                    lane.filling.set()
         elif self._paused and self._buffered < self._max_buffered // 2:
             self._source.resume(*self._offsets)
             self._paused = False
@@ -317,7 +320,8 @@ class Consumer:
         try:
             async with self._active:
                 while lane.queued:
-                    if self._sub.linger_s and len(lane.queued) < self._sub.batch and not self._stopping:
+                    if (self._sub.linger_s and len(lane.queued) < self._sub.batch and not self._paused
+                            and not self._stopping):
                         await self._linger(lane)
                         if not lane.queued:  # its partitions left meanwhile
                             break
