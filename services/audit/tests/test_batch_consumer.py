@@ -13,7 +13,8 @@ from uuid import uuid4
 from pytake_plumbing.record_source import Partition
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
-from pytake_audit.entrypoints import handled_log, kafka
+from pytake_audit.entrypoints import kafka
+from pytake_plumbing import handled_log
 from pytake_audit.samples import T0, inbound
 from pytake_audit.service.record import RetentionPolicy
 from pytake_audit.settings import AuditSettings

@@ -36,7 +36,6 @@ pass `dead_letters=None` and log and skip what they cannot read.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -48,6 +47,7 @@ from pydantic import ValidationError
 from pytake_contracts import Event, UnknownEventError, decode_event
 from pytake_contracts.topics import DEAD_LETTERS, TopicSpec
 
+from . import handled_log
 from .backoff import OUTAGE, Backoff
 from .logs import get_logger, log_context
 from .messaging import PermanentError, dead_letter_event, is_outage
@@ -55,7 +55,6 @@ from .record_source import KafkaRecordSource, KafkaUnreachable, Partition, Recor
 from .settings import CommonSettings
 
 log = get_logger(__name__)
-_stdlib_log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[Sequence[Event]], Awaitable[Any]]
 LaneOf = Callable[[Record], Hashable]
@@ -97,8 +96,8 @@ class Subscription:
     backoff: Backoff = OUTAGE
     broadcast: bool = False
     since_s: float | None = None  # a broadcast starts this far back (else at the end)
-    # Told which events of a call were handled (not dead-lettered), e.g. to log them in one go;
-    # by default each gets an `event_handled` line.
+    # Told which events of a call were handled (not dead-lettered); by default each gets its
+    # `event_handled` log line, the call's lines written in one go.
     on_handled: Callable[[Sequence[tuple[Record, Event]]], None] | None = None
 
 
@@ -444,13 +443,7 @@ class Consumer:
         await self._dead_letters.publish(DEAD_LETTERS, letter, item.record.topic)
 
     def _report(self, done: Sequence[tuple[Record, Event]]) -> None:
-        if self._sub.on_handled is not None:
-            self._sub.on_handled(done)
-        elif _stdlib_log.isEnabledFor(logging.INFO):  # structlog runs its processors even for a dropped line
-            for record, event in done:
-                log.info("event_handled", topic=record.topic, partition=record.partition, offset=record.offset,
-                         correlation_id=event.correlation_id, event_id=str(event.event_id),
-                         event_type=event.event_type, organization_id=str(event.organization_id or ""))
+        (self._sub.on_handled or handled_log.write)(done)
 
     # --- committing (the partitions held are the keys of self._offsets: asking librdkafka for its
     # assignment is a round trip to its main thread, which blocked the event loop for up to 0.5 s)

@@ -8,7 +8,6 @@ from pytake_plumbing.consumer import Consumer, DeadLetterSink, RecordSource, Sub
 
 from ..service.record import EventStore, RetentionPolicy, record_events
 from ..settings import AuditSettings
-from . import handled_log
 
 
 def consumers(settings: AuditSettings, store: EventStore, retention: RetentionPolicy,
@@ -23,6 +22,6 @@ def consumers(settings: AuditSettings, store: EventStore, retention: RetentionPo
     # Order does not matter to audit (each event is a document of its own): `writes_in_flight` lanes
     # write at once, each keeping its partitions in order.
     record = Subscription(audited, group="audit", handler=handle, batch=settings.write_chunk,
-                          linger_s=settings.write_linger_s, lanes=lambda r: r.partition % settings.writes_in_flight, on_handled=handled_log.write)
+                          linger_s=settings.write_linger_s, lanes=lambda r: r.partition % settings.writes_in_flight)
     return [Consumer(settings, record, dead_letters=dead_letters, max_buffered=settings.batch_max_records,
                      source=source)]

@@ -1,9 +1,9 @@
-"""The audit's per-event `event_handled` log lines, written one batch at a time.
+"""The consumer runtime's per-event `event_handled` log lines, written one batch at a time.
 
-Every handled event gets its JSON line with its correlation id, as in the other services.
-At thousands of events a second, going through the logging stack line by line (a LogRecord,
+Every handled event gets its JSON line with its correlation id. At thousands of events a second, going through the logging stack line by line (a LogRecord,
 a caller lookup, the processor chain and a flush each) costs more than writing the events to
-MongoDB, so these lines are rendered here, with the same fields, and written in one go."""
+MongoDB (the audit) or routing them (a quarter of the router's CPU under py-spy), so these lines
+are rendered here, with the same fields, and written in one go."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import structlog
-from pytake_plumbing.record_source import Record
 
 from pytake_contracts import Event
 
-LOGGER = "pytake_audit.entrypoints.handled_log"
+from .record_source import Record
+
+LOGGER = "pytake_plumbing.consumer"
 
 
 def lines(handled: Sequence[tuple[Record, Event]], now: datetime) -> list[str]:
