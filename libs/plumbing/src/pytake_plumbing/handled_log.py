@@ -1,9 +1,9 @@
 """The consumer runtime's per-event `event_handled` log lines, written one batch at a time.
 
-Every handled event gets its JSON line with its correlation id. At thousands of events a second, going through the logging stack line by line (a LogRecord,
-a caller lookup, the processor chain and a flush each) costs more than writing the events to
-MongoDB (the audit) or routing them (a quarter of the router's CPU under py-spy), so these lines
-are rendered here, with the same fields, and written in one go."""
+Every handled event gets its JSON line with its correlation id. At thousands of events a second,
+going through the logging stack line by line (a LogRecord, a caller lookup, the processor chain
+and a flush each) cost more than writing the events to MongoDB (the audit), so these lines are
+rendered here, with the same fields, and written in one go."""
 
 from __future__ import annotations
 
