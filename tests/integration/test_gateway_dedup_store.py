@@ -14,8 +14,9 @@ from pytake_devstack.stack import free_port
 from pytake_gateway.adapters.db.receipts import PostgresReceiptStore
 from pytake_gateway.app import MIGRATIONS
 from pytake_gateway.service.forward import ReceiptsUnavailable
-from pytake_plumbing.database import asyncpg_dsn, run_migrations
+from pytake_plumbing.database import asyncpg_dsn
 
+from .schemas import migrated_schema
 from .waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -28,14 +29,8 @@ class Oops(Exception):
 @pytest.fixture
 async def schema(settings):
     """The gateway's schema, migrated in a namespace of its own; dropped afterwards."""
-    name = f"{settings.db_schema('gateway')}_receipts_{secrets.token_hex(3)}"
-    await asyncio.to_thread(run_migrations, MIGRATIONS, settings.database_url, name)
-    yield name
-    connection = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        await connection.execute(f'DROP SCHEMA "{name}" CASCADE')
-    finally:
-        await connection.close()
+    async with migrated_schema(settings, "gateway", MIGRATIONS, "receipts") as name:
+        yield name
 
 
 @pytest.fixture

@@ -5,16 +5,16 @@ joiners of the same deliveries (two replicas during a rebalance) moving each for
 from __future__ import annotations
 
 import asyncio
-import secrets
 from uuid import uuid4
 
-import asyncpg
 import pytest
 
-from pytake_plumbing.database import asyncpg_dsn, make_engine, make_session_factory, run_migrations
+from pytake_plumbing.database import make_engine, make_session_factory
 from pytake_sender.adapters.db.direct import DirectPool
 from pytake_sender.adapters.db.repository import ClaimRequest, DeliveryRepository, Outcome, StatusSeen
 from pytake_sender.app import MIGRATIONS
+
+from .schemas import migrated_schema
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +23,8 @@ ORG, OTHER_ORG = uuid4(), uuid4()
 
 @pytest.fixture
 async def schema(settings):
-    name = f"{settings.db_schema('sender')}_joins_{secrets.token_hex(3)}"
-    await asyncio.to_thread(run_migrations, MIGRATIONS, settings.database_url, name)
-    yield name
-    connection = await asyncpg.connect(asyncpg_dsn(settings.database_url))
-    try:
-        await connection.execute(f'DROP SCHEMA "{name}" CASCADE')
-    finally:
-        await connection.close()
+    async with migrated_schema(settings, "sender", MIGRATIONS, "joins") as name:
+        yield name
 
 
 @pytest.fixture
